@@ -1,0 +1,615 @@
+"""Numba kernels: every ``@njit`` function of fastem, and nothing else.
+
+All kernels take validated, C-contiguous float32 or float64 arrays (read-only
+arrays, such as memmap chunks, have signatures of their own).  Rows are split
+into tasks of ``task_rows`` rows (a multiple of ``block``) chosen by the
+caller from the data shape only, never from the thread count; ``prange`` runs
+over tasks, each task keeps its own partial statistics, and the partials are
+merged serially in task order.  Results are therefore bitwise identical for
+any number of threads.
+
+Inside a task, rows are processed in blocks of ``block`` rows that are first
+transposed to a (n_features, block) layout, so that the innermost loops run
+over contiguous points and vectorise.
+
+Statistics are accumulated in float64 around a reference point: the current
+mean of each component (and, for the tied covariance, one common reference),
+so that data far from the origin loses no precision.
+
+Set the environment variable ``FASTEM_NUMBA_CACHE=0`` to disable the on-disk
+compilation cache.
+"""
+
+import math
+import os
+
+import numpy as np
+from numba import njit, prange, types
+
+CACHE = os.environ.get("FASTEM_NUMBA_CACHE", "1").lower() not in ("0", "false", "no")
+# A safe subset of fast-math: no 'nnan'/'ninf' (-inf is a legitimate log
+# probability) and no 'afn' (approximate exp/log).  'reassoc' lets LLVM
+# vectorise the reductions over points; the compiled order is fixed, so results
+# stay deterministic.
+FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+
+MODE_FULL = 0
+MODE_TIED = 1
+MODE_DIAG = 2
+
+_f8 = types.float64
+_i8 = types.int64
+
+
+def _arr(dtype, ndim, readonly=False):
+    return types.Array(dtype, ndim, "C", readonly=readonly)
+
+
+def _sigs(build):
+    """Signatures for float32/float64 data, writable and read-only."""
+    out = []
+    for dt in (types.float32, types.float64):
+        for ro in (False, True):
+            out.append(build(dt, ro))
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Block helpers (inlined into the parallel kernels)
+# ---------------------------------------------------------------------------
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
+def _load_block(X, start, nb, xt):
+    """Copy rows start:start+nb of X transposed into xt[:, :nb]."""
+    d = X.shape[1]
+    for r in range(nb):
+        for i in range(d):
+            xt[i, r] = X[start + r, i]
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
+def _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, maha, lp):
+    """lp[k, :nb] = log_norm[k] - 0.5 * ||(x - mu_k) P_k||^2 for every k.
+
+    P_k is the upper-triangular Cholesky factor of the precision matrix
+    (scikit-learn's ``precisions_cholesky_``), so only i <= j terms of
+    y_j = sum_i (x_i - mu_i) P[i, j] are formed (a triangular product).
+    """
+    K, d = means.shape
+    for k in range(K):
+        for i in range(d):
+            m = means[k, i]
+            for r in range(nb):
+                diff[i, r] = xt[i, r] - m
+        for r in range(nb):
+            maha[r] = 0.0
+        for j in range(d):
+            p0 = P[k, 0, j]
+            for r in range(nb):
+                acc[r] = diff[0, r] * p0
+            i = 1
+            while i + 3 <= j:
+                pa = P[k, i, j]
+                pb = P[k, i + 1, j]
+                pc = P[k, i + 2, j]
+                pd = P[k, i + 3, j]
+                for r in range(nb):
+                    acc[r] += (diff[i, r] * pa + diff[i + 1, r] * pb) + (
+                        diff[i + 2, r] * pc + diff[i + 3, r] * pd
+                    )
+                i += 4
+            while i <= j:
+                pa = P[k, i, j]
+                for r in range(nb):
+                    acc[r] += diff[i, r] * pa
+                i += 1
+            for r in range(nb):
+                maha[r] += acc[r] * acc[r]
+        c = log_norm[k]
+        for r in range(nb):
+            lp[k, r] = c - 0.5 * maha[r]
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
+def _logprob_block_diag(xt, nb, means, prec, log_norm, maha, lp):
+    """Diagonal precisions: lp[k] = log_norm[k] - 0.5 sum_i ((x_i - mu_i) p_i)^2."""
+    K, d = means.shape
+    for k in range(K):
+        for r in range(nb):
+            maha[r] = 0.0
+        for i in range(d):
+            m = means[k, i]
+            p = prec[k, i]
+            for r in range(nb):
+                t = (xt[i, r] - m) * p
+                maha[r] += t * t
+        c = log_norm[k]
+        for r in range(nb):
+            lp[k, r] = c - 0.5 * maha[r]
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
+def _normalise_block(lp, nb, w, start, has_w, wrow):
+    """Turn log probabilities into weighted responsibilities in place.
+
+    Returns (sum_r w_r * logsumexp_r, number of rows with no finite density).
+    wrow[:nb] receives the row weights.
+    """
+    K = lp.shape[0]
+    ll = 0.0
+    nbad = 0
+    for r in range(nb):
+        wr = w[start + r] if has_w else 1.0
+        wrow[r] = wr
+        mx = lp[0, r]
+        for k in range(1, K):
+            if lp[k, r] > mx:
+                mx = lp[k, r]
+        if not (mx > -np.inf) or mx == np.inf:
+            # no component gives this row a finite density (or NaN)
+            nbad += 1
+            for k in range(K):
+                lp[k, r] = 0.0
+            wrow[r] = 0.0
+            continue
+        s = 0.0
+        for k in range(K):
+            s += math.exp(lp[k, r] - mx)
+        lse = mx + math.log(s)
+        if wr != 0.0:
+            ll += wr * lse
+        for k in range(K):
+            lp[k, r] = math.exp(lp[k, r] - lse) * wr
+    return ll, nbad
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
+def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, diff, wd, nk, s1, s2):
+    """Add one block's statistics to (nk, s1, s2) for the full/tied types.
+
+    resp[k, :nb] are the (weighted) responsibilities, wrow[:nb] the row
+    weights.  s1 and (full) s2[k] are taken around ref[k]; for the tied type
+    s2[0] receives the weighted total scatter around ref2 instead.  Only the
+    upper triangle of s2 is written.
+    """
+    K, d = ref.shape
+    for k in range(K):
+        tot = 0.0
+        for r in range(nb):
+            tot += resp[k, r]
+        if tot == 0.0:
+            # all responsibilities of this block are exactly zero: its
+            # statistics would add exact zeros
+            continue
+        nk[k] += tot
+        for i in range(d):
+            m = ref[k, i]
+            for r in range(nb):
+                diff[i, r] = xt[i, r] - m
+        for i in range(d):
+            s = 0.0
+            for r in range(nb):
+                t = resp[k, r] * diff[i, r]
+                wd[r] = t
+                s += t
+            s1[k, i] += s
+            if not tied:
+                for j in range(i, d):
+                    s = 0.0
+                    for r in range(nb):
+                        s += wd[r] * diff[j, r]
+                    s2[k, i, j] += s
+    if tied:
+        for i in range(d):
+            m = ref2[i]
+            for r in range(nb):
+                diff[i, r] = xt[i, r] - m
+        for i in range(d):
+            for r in range(nb):
+                wd[r] = wrow[r] * diff[i, r]
+            for j in range(i, d):
+                s = 0.0
+                for r in range(nb):
+                    s += wd[r] * diff[j, r]
+                s2[0, i, j] += s
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
+def _accumulate_diag(xt, nb, resp, ref, diff, nk, s1, s2):
+    """Add one block's statistics to (nk, s1, s2) for the diag/spherical
+    types: s2[k, i] = sum_r resp * (x_i - ref_ki)^2."""
+    K, d = ref.shape
+    for k in range(K):
+        tot = 0.0
+        for r in range(nb):
+            tot += resp[k, r]
+        if tot == 0.0:
+            continue
+        nk[k] += tot
+        for i in range(d):
+            m = ref[k, i]
+            a = 0.0
+            b = 0.0
+            for r in range(nb):
+                t = xt[i, r] - m
+                u = resp[k, r] * t
+                a += u
+                b += u * t
+            s1[k, i] += a
+            s2[k, i] += b
+
+
+@njit(cache=CACHE, inline="always")
+def _symmetrise(s2):
+    """Copy the upper triangle of each s2[k] to its lower triangle."""
+    for k in range(s2.shape[0]):
+        d = s2.shape[1]
+        for i in range(d):
+            for j in range(i + 1, d):
+                s2[k, j, i] = s2[k, i, j]
+
+
+# ---------------------------------------------------------------------------
+# E-step + statistics: one pass over the rows
+# ---------------------------------------------------------------------------
+
+
+def _sig_pass_full(dt, ro):
+    return types.Tuple((_arr(_f8, 1), _arr(_f8, 2), _arr(_f8, 3), _f8, _i8))(
+        _arr(dt, 2, ro), _arr(_f8, 1), _arr(dt, 2), _arr(dt, 3), _arr(_f8, 1),
+        _arr(dt, 1), _i8, _i8, _i8,
+    )
+
+
+@njit(_sigs(_sig_pass_full), parallel=True, cache=CACHE, fastmath=FASTMATH)
+def pass_full(X, w, means, P, log_norm, ref2, mode, block, task_rows):
+    """One EM pass for the full (mode 0) and tied (mode 1) covariance types.
+
+    Parameters
+    ----------
+    X : (n, d) float32/float64
+    w : (n,) float64 sample weights, or an empty array for unit weights
+    means : (K, d), same dtype as X; also the reference of the statistics
+    P : (K, d, d) upper-triangular precision Cholesky factors (tied: K copies)
+    log_norm : (K,) log weight + log det P_k - d/2 log(2 pi)
+    ref2 : (d,) reference of the tied total scatter (unused for full)
+
+    Returns
+    -------
+    nk (K,), s1 (K, d), s2 (K, d, d) or (1, d, d) for tied, sum of weighted
+    log-likelihoods, number of rows without a finite density.
+    """
+    n, d = X.shape
+    K = means.shape[0]
+    has_w = w.shape[0] > 0
+    K2 = 1 if mode == MODE_TIED else K
+    ntasks = (n + task_rows - 1) // task_rows
+    p_nk = np.zeros((ntasks, K))
+    p_s1 = np.zeros((ntasks, K, d))
+    p_s2 = np.zeros((ntasks, K2, d, d))
+    p_ll = np.zeros(ntasks)
+    p_bad = np.zeros(ntasks, dtype=np.int64)
+    for t in prange(ntasks):
+        xt = np.empty((d, block), dtype=X.dtype)
+        diff = np.empty((d, block), dtype=X.dtype)
+        acc = np.empty(block, dtype=X.dtype)
+        maha = np.empty(block, dtype=X.dtype)
+        lp = np.empty((K, block))
+        wrow = np.empty(block)
+        wd = np.empty(block)
+        lo = t * task_rows
+        hi = min(n, lo + task_rows)
+        ll = 0.0
+        nbad = 0
+        for start in range(lo, hi, block):
+            nb = min(block, hi - start)
+            _load_block(X, start, nb, xt)
+            _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, maha, lp)
+            bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow)
+            ll += bl
+            nbad += bb
+            _accumulate_full(xt, nb, lp, wrow, means, ref2, mode == MODE_TIED, diff,
+                             wd, p_nk[t], p_s1[t], p_s2[t])
+        p_ll[t] = ll
+        p_bad[t] = nbad
+    nk = np.zeros(K)
+    s1 = np.zeros((K, d))
+    s2 = np.zeros((K2, d, d))
+    ll = 0.0
+    nbad = 0
+    for t in range(ntasks):
+        nk += p_nk[t]
+        s1 += p_s1[t]
+        s2 += p_s2[t]
+        ll += p_ll[t]
+        nbad += p_bad[t]
+    _symmetrise(s2)
+    return nk, s1, s2, ll, nbad
+
+
+def _sig_pass_diag(dt, ro):
+    return types.Tuple((_arr(_f8, 1), _arr(_f8, 2), _arr(_f8, 2), _f8, _i8))(
+        _arr(dt, 2, ro), _arr(_f8, 1), _arr(dt, 2), _arr(dt, 2), _arr(_f8, 1),
+        _i8, _i8,
+    )
+
+
+@njit(_sigs(_sig_pass_diag), parallel=True, cache=CACHE, fastmath=FASTMATH)
+def pass_diag(X, w, means, prec, log_norm, block, task_rows):
+    """One EM pass for the diagonal and spherical covariance types.
+
+    ``prec`` (K, d) holds the square roots of the diagonal precisions (the
+    spherical type passes its scalar broadcast over d).  Returns nk (K,),
+    s1 (K, d), s2 (K, d) (diagonal second moments around the means), the sum
+    of weighted log-likelihoods and the number of rows without a finite
+    density.
+    """
+    n, d = X.shape
+    K = means.shape[0]
+    has_w = w.shape[0] > 0
+    ntasks = (n + task_rows - 1) // task_rows
+    p_nk = np.zeros((ntasks, K))
+    p_s1 = np.zeros((ntasks, K, d))
+    p_s2 = np.zeros((ntasks, K, d))
+    p_ll = np.zeros(ntasks)
+    p_bad = np.zeros(ntasks, dtype=np.int64)
+    for t in prange(ntasks):
+        xt = np.empty((d, block), dtype=X.dtype)
+        diff = np.empty((d, block), dtype=X.dtype)
+        maha = np.empty(block, dtype=X.dtype)
+        lp = np.empty((K, block))
+        wrow = np.empty(block)
+        lo = t * task_rows
+        hi = min(n, lo + task_rows)
+        ll = 0.0
+        nbad = 0
+        for start in range(lo, hi, block):
+            nb = min(block, hi - start)
+            _load_block(X, start, nb, xt)
+            _logprob_block_diag(xt, nb, means, prec, log_norm, maha, lp)
+            bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow)
+            ll += bl
+            nbad += bb
+            _accumulate_diag(xt, nb, lp, means, diff, p_nk[t], p_s1[t], p_s2[t])
+        p_ll[t] = ll
+        p_bad[t] = nbad
+    nk = np.zeros(K)
+    s1 = np.zeros((K, d))
+    s2 = np.zeros((K, d))
+    ll = 0.0
+    nbad = 0
+    for t in range(ntasks):
+        nk += p_nk[t]
+        s1 += p_s1[t]
+        s2 += p_s2[t]
+        ll += p_ll[t]
+        nbad += p_bad[t]
+    return nk, s1, s2, ll, nbad
+
+
+# ---------------------------------------------------------------------------
+# E-step only: per-row, per-component weighted log densities
+# ---------------------------------------------------------------------------
+
+
+def _sig_logprob_full(dt, ro):
+    return types.void(
+        _arr(dt, 2, ro), _arr(dt, 2), _arr(dt, 3), _arr(_f8, 1), _i8, _arr(_f8, 2)
+    )
+
+
+@njit(_sigs(_sig_logprob_full), parallel=True, cache=CACHE, fastmath=FASTMATH)
+def logprob_full(X, means, P, log_norm, block, out):
+    """out[n, k] = log w_k + log N(x_n | mu_k, Sigma_k) (full/tied)."""
+    n, d = X.shape
+    K = means.shape[0]
+    nblocks = (n + block - 1) // block
+    for b in prange(nblocks):
+        xt = np.empty((d, block), dtype=X.dtype)
+        diff = np.empty((d, block), dtype=X.dtype)
+        acc = np.empty(block, dtype=X.dtype)
+        maha = np.empty(block, dtype=X.dtype)
+        lp = np.empty((K, block))
+        start = b * block
+        nb = min(block, n - start)
+        _load_block(X, start, nb, xt)
+        _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, maha, lp)
+        for r in range(nb):
+            for k in range(K):
+                out[start + r, k] = lp[k, r]
+
+
+def _sig_logprob_diag(dt, ro):
+    return types.void(
+        _arr(dt, 2, ro), _arr(dt, 2), _arr(dt, 2), _arr(_f8, 1), _i8, _arr(_f8, 2)
+    )
+
+
+@njit(_sigs(_sig_logprob_diag), parallel=True, cache=CACHE, fastmath=FASTMATH)
+def logprob_diag(X, means, prec, log_norm, block, out):
+    """out[n, k] = log w_k + log N(x_n | mu_k, diag) (diag/spherical)."""
+    n, d = X.shape
+    K = means.shape[0]
+    nblocks = (n + block - 1) // block
+    for b in prange(nblocks):
+        xt = np.empty((d, block), dtype=X.dtype)
+        maha = np.empty(block, dtype=X.dtype)
+        lp = np.empty((K, block))
+        start = b * block
+        nb = min(block, n - start)
+        _load_block(X, start, nb, xt)
+        _logprob_block_diag(xt, nb, means, prec, log_norm, maha, lp)
+        for r in range(nb):
+            for k in range(K):
+                out[start + r, k] = lp[k, r]
+
+
+# ---------------------------------------------------------------------------
+# Statistics from given responsibilities (initialisation)
+# ---------------------------------------------------------------------------
+
+
+def _sig_resp_stats(dt, ro):
+    return types.Tuple((_arr(_f8, 1), _arr(_f8, 2), _arr(_f8, 3), _arr(_f8, 2)))(
+        _arr(dt, 2, ro), _arr(_f8, 2), _arr(dt, 2), _arr(dt, 1), _i8, _i8, _i8,
+    )
+
+
+@njit(_sigs(_sig_resp_stats), parallel=True, cache=CACHE, fastmath=FASTMATH)
+def resp_stats(X, resp, ref, ref2, mode, block, task_rows):
+    """Statistics of X under given (weighted) responsibilities resp (n, K).
+
+    Returns nk (K,), s1 (K, d) around ref, s2 (K, d, d) for the full mode or
+    (1, d, d) total scatter around ref2 for the tied mode (empty for diag),
+    and s2d (K, d) diagonal second moments for the diag mode (empty
+    otherwise).  The row weights are the row sums of resp.
+    """
+    n, d = X.shape
+    K = ref.shape[0]
+    ntasks = (n + task_rows - 1) // task_rows
+    diag = mode == MODE_DIAG
+    tied = mode == MODE_TIED
+    K2 = 0 if diag else (1 if tied else K)
+    Kd = K if diag else 0
+    p_nk = np.zeros((ntasks, K))
+    p_s1 = np.zeros((ntasks, K, d))
+    p_s2 = np.zeros((ntasks, K2, d, d))
+    p_s2d = np.zeros((ntasks, Kd, d))
+    for t in prange(ntasks):
+        xt = np.empty((d, block), dtype=X.dtype)
+        diff = np.empty((d, block), dtype=X.dtype)
+        lp = np.empty((K, block))
+        wrow = np.empty(block)
+        wd = np.empty(block)
+        lo = t * task_rows
+        hi = min(n, lo + task_rows)
+        for start in range(lo, hi, block):
+            nb = min(block, hi - start)
+            _load_block(X, start, nb, xt)
+            for r in range(nb):
+                s = 0.0
+                for k in range(K):
+                    v = resp[start + r, k]
+                    lp[k, r] = v
+                    s += v
+                wrow[r] = s
+            if diag:
+                _accumulate_diag(xt, nb, lp, ref, diff, p_nk[t], p_s1[t], p_s2d[t])
+            else:
+                _accumulate_full(xt, nb, lp, wrow, ref, ref2, tied, diff, wd,
+                                 p_nk[t], p_s1[t], p_s2[t])
+    nk = np.zeros(K)
+    s1 = np.zeros((K, d))
+    s2 = np.zeros((K2, d, d))
+    s2d = np.zeros((Kd, d))
+    for t in range(ntasks):
+        nk += p_nk[t]
+        s1 += p_s1[t]
+        s2 += p_s2[t]
+        s2d += p_s2d[t]
+    _symmetrise(s2)
+    return nk, s1, s2, s2d
+
+
+# ---------------------------------------------------------------------------
+# k-means (initialisation)
+# ---------------------------------------------------------------------------
+
+
+def _sig_assign(dt, ro):
+    return types.void(_arr(dt, 2, ro), _arr(_f8, 2), _i8, _arr(_i8, 1), _arr(_f8, 1))
+
+
+@njit(_sigs(_sig_assign), parallel=True, cache=CACHE, fastmath=FASTMATH)
+def kmeans_assign(X, centers, block, labels, dist):
+    """labels[n] = nearest centre, dist[n] = squared distance to it."""
+    n, d = X.shape
+    K = centers.shape[0]
+    nblocks = (n + block - 1) // block
+    for b in prange(nblocks):
+        xt = np.empty((d, block))
+        best = np.empty(block)
+        cur = np.empty(block)
+        lab = np.empty(block, dtype=np.int64)
+        start = b * block
+        nb = min(block, n - start)
+        for r in range(nb):
+            for i in range(d):
+                xt[i, r] = X[start + r, i]
+        for r in range(nb):
+            best[r] = np.inf
+            lab[r] = 0
+        for k in range(K):
+            for r in range(nb):
+                cur[r] = 0.0
+            for i in range(d):
+                c = centers[k, i]
+                for r in range(nb):
+                    t = xt[i, r] - c
+                    cur[r] += t * t
+            for r in range(nb):
+                if cur[r] < best[r]:
+                    best[r] = cur[r]
+                    lab[r] = k
+        for r in range(nb):
+            labels[start + r] = lab[r]
+            dist[start + r] = best[r]
+
+
+def _sig_kupdate(dt, ro):
+    return types.void(_arr(dt, 2, ro), _arr(_i8, 1), _arr(_f8, 1), _i8, _arr(_f8, 2),
+                      _arr(_f8, 1))
+
+
+@njit(_sigs(_sig_kupdate), cache=CACHE)
+def kmeans_update(X, labels, w, K, centers_out, counts_out):
+    """Weighted cluster sums -> centres (serial, ordered).  Empty clusters keep
+    their previous centre."""
+    n, d = X.shape
+    sums = np.zeros((K, d))
+    counts = np.zeros(K)
+    for r in range(n):
+        k = labels[r]
+        wr = w[r]
+        counts[k] += wr
+        for i in range(d):
+            sums[k, i] += wr * X[r, i]
+    for k in range(K):
+        counts_out[k] = counts[k]
+        if counts[k] > 0:
+            for i in range(d):
+                centers_out[k, i] = sums[k, i] / counts[k]
+
+
+# ---------------------------------------------------------------------------
+# Validation
+# ---------------------------------------------------------------------------
+
+
+def _sig_nonfinite(dt, ro):
+    return _i8(_arr(dt, 2, ro), _i8)
+
+
+@njit(_sigs(_sig_nonfinite), parallel=True, cache=CACHE)
+def first_nonfinite(X, block):
+    """Index of the first row holding a NaN or an infinity, or -1."""
+    n, d = X.shape
+    nblocks = (n + block - 1) // block
+    first = np.full(nblocks, -1, dtype=np.int64)
+    for b in prange(nblocks):
+        start = b * block
+        stop = min(n, start + block)
+        for r in range(start, stop):
+            ok = True
+            for i in range(d):
+                v = X[r, i]
+                if not (v - v == 0.0):
+                    ok = False
+            if not ok:
+                first[b] = r
+                break
+    for b in range(nblocks):
+        if first[b] >= 0:
+            return first[b]
+    return -1

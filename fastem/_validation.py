@@ -1,0 +1,76 @@
+"""Input validation with errors that say what is wrong and how to fix it."""
+
+import numbers
+
+import numpy as np
+from sklearn.utils.validation import validate_data
+
+from . import _estep
+
+
+def validate_X(estimator, X, reset, min_samples=1):
+    """Validate X as a C-contiguous float32/float64 array without NaN/inf.
+
+    float32 stays float32; other numeric types become float64.  A read-only
+    C-contiguous input (a memmap) is used without copying.  Non-finite values
+    raise ValueError naming the first offending row and column.
+    """
+    dtype = getattr(X, "dtype", None)
+    if dtype is not None and not isinstance(X, np.ndarray):
+        dtype = None
+    if dtype is not None and dtype.kind not in "biuf":
+        if dtype.kind == "c":
+            raise ValueError("Complex data not supported: got a complex array; "
+                             "pass real-valued features.")
+        if dtype.kind != "O":
+            raise TypeError(
+                f"Expected numeric input, got an array of dtype {dtype} "
+                f"(kind {dtype.kind!r}). Convert the features to numbers, e.g. "
+                "X.astype(float), or select the numeric columns.")
+    X = validate_data(
+        estimator, X, reset=reset, dtype=[np.float64, np.float32], order="C",
+        ensure_all_finite=False, ensure_min_samples=min_samples,
+    )
+    check_finite(X)
+    return X
+
+
+def check_finite(X, what="X", row_offset=0):
+    """Raise ValueError naming the first row/column of X holding NaN or inf."""
+    if X.size == 0:
+        return
+    row = _estep.kernels().first_nonfinite(X, 4096)
+    if row < 0:
+        return
+    vals = X[row]
+    col = int(np.flatnonzero(~np.isfinite(vals))[0])
+    kind = "NaN" if np.isnan(vals[col]) else "infinity"
+    raise ValueError(
+        f"Input {what} contains {kind} at row {row + row_offset}, column {col} "
+        f"(value {vals[col]!r}). Remove or impute non-finite values (NaN or "
+        "infinity) before fitting.")
+
+
+def check_sample_weight(sample_weight, n_samples):
+    """Validate sample weights: shape (n_samples,), finite, >= 0, sum > 0."""
+    if isinstance(sample_weight, numbers.Number):
+        sample_weight = np.full(n_samples, sample_weight, dtype=np.float64)
+    w = np.asarray(sample_weight)
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must be numeric, got dtype {w.dtype}.")
+    w = np.ascontiguousarray(w, dtype=np.float64)
+    if w.ndim != 1 or w.shape[0] != n_samples:
+        raise ValueError(
+            f"sample_weight.shape == {w.shape}, expected ({n_samples},): one "
+            "weight per row of X.")
+    if not np.all(np.isfinite(w)):
+        raise ValueError("sample_weight contains NaN or infinity; weights must be "
+                         "finite.")
+    if np.any(w < 0):
+        i = int(np.flatnonzero(w < 0)[0])
+        raise ValueError(f"Negative values in sample_weight are not allowed: "
+                         f"sample_weight[{i}] = {w[i]!r}.")
+    if not w.sum() > 0:
+        raise ValueError("sample_weight sums to zero; at least one row needs a "
+                         "positive weight.")
+    return w

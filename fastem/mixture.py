@@ -1,0 +1,543 @@
+"""fastem.GaussianMixture: a drop-in for sklearn.mixture.GaussianMixture.
+
+The estimator holds parameters, validation and the EM loop; every numeric
+loop runs in the Numba kernels through :mod:`fastem._estep`, which return
+:class:`~fastem._suffstats.SuffStats`.
+"""
+
+import numbers
+import time
+import warnings
+
+import numpy as np
+from scipy.special import logsumexp
+from sklearn.base import BaseEstimator, DensityMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted
+
+from . import _estep, _init
+from ._suffstats import COVARIANCE_TYPES, GaussianParams, precision_cholesky
+from ._validation import check_sample_weight, validate_X
+
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+# Rows per call of the E-step-only kernel in predict/score: bounds the
+# (rows, n_components) temporary.
+PREDICT_CHUNK = 65_536
+
+
+def _check_int(name, value, low, allow_none=False):
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(
+            f"The '{name}' parameter of {{cls}} must be an int in the range "
+            f"[{low}, inf). Got {value!r} instead.")
+
+
+def _check_real(name, value, low):
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not np.isfinite(value) or value < low):
+        raise ValueError(
+            f"The '{name}' parameter of {{cls}} must be a finite float >= {low}. "
+            f"Got {value!r} instead.")
+
+
+class _MixtureBase(DensityMixin, BaseEstimator):
+    """Shared parameter checks, prediction and scoring of fastem mixtures."""
+
+    # -- parameter checks ----------------------------------------------------
+
+    def _check_base_parameters(self):
+        cls = type(self).__name__
+        try:
+            _check_int("n_components", self.n_components, 1)
+            _check_real("tol", self.tol, 0.0)
+            _check_real("reg_covar", self.reg_covar, 0.0)
+            _check_int("max_iter", self.max_iter, 0)
+            _check_int("verbose", self.verbose, 0)
+            _check_int("verbose_interval", self.verbose_interval, 1)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace("{cls}", cls)) from None
+        if self.covariance_type not in COVARIANCE_TYPES:
+            raise ValueError(
+                f"The 'covariance_type' parameter of {cls} must be one of "
+                f"{COVARIANCE_TYPES}. Got {self.covariance_type!r} instead.")
+        if self.init_params not in INIT_PARAMS:
+            raise ValueError(
+                f"The 'init_params' parameter of {cls} must be one of "
+                f"{INIT_PARAMS}. Got {self.init_params!r} instead.")
+        nj = self.n_jobs
+        if nj is not None and (isinstance(nj, bool) or not isinstance(nj, numbers.Integral)
+                               or nj == 0):
+            raise ValueError(
+                f"The 'n_jobs' parameter of {cls} must be None or a non-zero int "
+                f"(-1 for all cores). Got {nj!r} instead.")
+
+    def _check_initial_parameters(self, n_features):
+        """Validate weights_init, means_init and precisions_init."""
+        K = self.n_components
+        d = n_features
+        weights = means = precisions = None
+        if self.weights_init is not None:
+            weights = np.array(self.weights_init, dtype=np.float64, copy=True)
+            if weights.shape != (K,):
+                raise ValueError(
+                    "The parameter 'weights_init' should have the shape of "
+                    f"({K},), but got {weights.shape}.")
+            if np.any(weights < 0) or np.any(weights > 1) or not np.all(np.isfinite(weights)):
+                raise ValueError(
+                    "The parameter 'weights_init' should be in the range [0, 1], "
+                    f"but got min value {weights.min():.5f}, max value "
+                    f"{weights.max():.5f}.")
+            if not np.allclose(np.abs(1.0 - weights.sum()), 0.0):
+                raise ValueError(
+                    "The parameter 'weights_init' should be normalized, but got "
+                    f"sum(weights) = {weights.sum():.5f}.")
+        if self.means_init is not None:
+            means = np.array(self.means_init, dtype=np.float64, copy=True)
+            if means.shape != (K, d):
+                raise ValueError(
+                    "The parameter 'means_init' should have the shape of "
+                    f"({K}, {d}), but got {means.shape}.")
+            if not np.all(np.isfinite(means)):
+                raise ValueError("The parameter 'means_init' contains NaN or infinity.")
+        if self.precisions_init is not None:
+            precisions = np.array(self.precisions_init, dtype=np.float64, copy=True)
+            shapes = {"full": (K, d, d), "tied": (d, d), "diag": (K, d),
+                      "spherical": (K,)}
+            want = shapes[self.covariance_type]
+            if precisions.shape != want:
+                raise ValueError(
+                    f"The parameter '{self.covariance_type} precision' should have "
+                    f"the shape of {want}, but got {precisions.shape}.")
+            _check_precisions(precisions, self.covariance_type)
+        return weights, means, precisions
+
+    # -- helpers -------------------------------------------------------------
+
+    def _params(self):
+        return GaussianParams(self.covariance_type, self.weights_, self.means_,
+                              self.covariances_, self.precisions_cholesky_)
+
+    def _set_params_from(self, params):
+        self.weights_ = params.weights
+        self.means_ = params.means
+        self.covariances_ = params.covariances
+        self.precisions_cholesky_ = params.precisions_cholesky
+        self.precisions_ = params.precisions()
+
+    def _iter_log_prob(self, X):
+        """Yield (start, weighted log prob) for row chunks of X."""
+        params = self._params()
+        n = X.shape[0]
+        with _estep.thread_limits(self.n_jobs):
+            for lo in range(0, n, PREDICT_CHUNK):
+                hi = min(n, lo + PREDICT_CHUNK)
+                yield lo, _estep.weighted_log_prob(X[lo:hi], params)
+
+    def _check_predict_X(self, X):
+        check_is_fitted(self)
+        return validate_X(self, X, reset=False)
+
+    # -- public API ----------------------------------------------------------
+
+    def score_samples(self, X):
+        """Log-likelihood of each sample under the model.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        log_prob : ndarray of shape (n_samples,)
+        """
+        X = self._check_predict_X(X)
+        out = np.empty(X.shape[0])
+        for lo, wlp in self._iter_log_prob(X):
+            out[lo:lo + wlp.shape[0]] = logsumexp(wlp, axis=1)
+        return out
+
+    def score(self, X, y=None, sample_weight=None):
+        """Mean (weighted) per-sample log-likelihood of X.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        log_likelihood : float
+        """
+        ll = self.score_samples(X)
+        if sample_weight is None:
+            return float(ll.mean())
+        w = check_sample_weight(sample_weight, ll.shape[0])
+        return float(np.sum(w * ll) / np.sum(w))
+
+    def predict(self, X):
+        """Label of the most probable component for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        X = self._check_predict_X(X)
+        out = np.empty(X.shape[0], dtype=np.int64)
+        for lo, wlp in self._iter_log_prob(X):
+            out[lo:lo + wlp.shape[0]] = wlp.argmax(axis=1)
+        return out
+
+    def predict_proba(self, X):
+        """Posterior probability of each component for each sample.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+
+        Returns
+        -------
+        resp : ndarray of shape (n_samples, n_components)
+        """
+        X = self._check_predict_X(X)
+        out = np.empty((X.shape[0], self.n_components))
+        for lo, wlp in self._iter_log_prob(X):
+            lse = logsumexp(wlp, axis=1)
+            out[lo:lo + wlp.shape[0]] = np.exp(wlp - lse[:, None])
+        return out
+
+    def sample(self, n_samples=1):
+        """Generate random samples from the fitted mixture.
+
+        Parameters
+        ----------
+        n_samples : int, default=1
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+        y : ndarray of shape (n_samples,), the component of each sample
+        """
+        check_is_fitted(self)
+        if isinstance(n_samples, bool) or not isinstance(n_samples, numbers.Integral) \
+                or n_samples < 1:
+            raise ValueError(
+                f"Invalid value for 'n_samples': {n_samples!r}. The sampling requires "
+                "at least one sample.")
+        _, d = self.means_.shape
+        rng = check_random_state(self.random_state)
+        counts = rng.multinomial(n_samples, self.weights_)
+        ct = self.covariance_type
+        parts = []
+        for k, (mean, m) in enumerate(zip(self.means_, counts)):
+            if ct in ("full", "tied"):
+                cov = self.covariances_[k] if ct == "full" else self.covariances_
+                parts.append(rng.multivariate_normal(mean, cov, int(m)))
+            else:
+                parts.append(mean + rng.standard_normal(size=(m, d))
+                             * np.sqrt(self.covariances_[k]))
+        X = np.vstack(parts)
+        y = np.concatenate([np.full(m, k, dtype=np.int64) for k, m in enumerate(counts)])
+        return X, y
+
+    def _n_parameters(self):
+        """Number of free parameters of the model."""
+        K, d = self.means_.shape
+        ct = self.covariance_type
+        if ct == "full":
+            cov = K * d * (d + 1) / 2.0
+        elif ct == "diag":
+            cov = K * d
+        elif ct == "tied":
+            cov = d * (d + 1) / 2.0
+        else:
+            cov = K
+        return int(cov + K * d + K - 1)
+
+    def _weighted_total(self, X, sample_weight):
+        ll = self.score_samples(X)
+        if sample_weight is None:
+            return float(ll.sum()), ll.shape[0]
+        w = check_sample_weight(sample_weight, ll.shape[0])
+        return float(np.sum(w * ll)), float(np.sum(w))
+
+    def bic(self, X, sample_weight=None):
+        """Bayesian information criterion for the model on X (lower is better).
+
+        With ``sample_weight`` the log-likelihood is weighted and the sample
+        size is the sum of the weights.
+        """
+        total, n = self._weighted_total(X, sample_weight)
+        return -2 * total + self._n_parameters() * np.log(n)
+
+    def aic(self, X, sample_weight=None):
+        """Akaike information criterion for the model on X (lower is better)."""
+        total, _ = self._weighted_total(X, sample_weight)
+        return -2 * total + 2 * self._n_parameters()
+
+
+def _check_precisions(precisions, covariance_type):
+    if covariance_type in ("diag", "spherical"):
+        if np.any(~(precisions > 0)) or not np.all(np.isfinite(precisions)):
+            raise ValueError(f"'{covariance_type} precision' should be positive")
+        return
+    mats = precisions if covariance_type == "full" else precisions[None]
+    for k, p in enumerate(mats):
+        if not np.all(np.isfinite(p)) or not np.allclose(p, p.T):
+            raise ValueError(
+                f"'{covariance_type} precision' should be symmetric, "
+                "positive-definite" + (f" (component {k} is not)" if covariance_type == "full" else ""))
+        if np.any(np.linalg.eigvalsh(p) <= 0.0):
+            raise ValueError(
+                f"'{covariance_type} precision' should be symmetric, "
+                "positive-definite" + (f" (component {k} is not)" if covariance_type == "full" else ""))
+
+
+def _precision_cholesky_from_precisions(precisions, covariance_type):
+    """Cholesky factors (scikit-learn layout) and covariances from precisions."""
+    if covariance_type in ("diag", "spherical"):
+        return np.sqrt(precisions), 1.0 / precisions
+    mats = precisions if covariance_type == "full" else precisions[None]
+    d = mats.shape[-1]
+    pcs = np.empty_like(mats)
+    covs = np.empty_like(mats)
+    for k, p in enumerate(mats):
+        # upper-triangular U with U U^T = P: flip, lower Cholesky, flip back
+        flipped = np.linalg.cholesky(p[::-1, ::-1])
+        pcs[k] = flipped[::-1, ::-1]
+        covs[k] = np.linalg.inv(p)
+        covs[k] = 0.5 * (covs[k] + covs[k].T)
+    del d
+    if covariance_type == "tied":
+        return pcs[0], covs[0]
+    return pcs, covs
+
+
+class GaussianMixture(_MixtureBase):
+    """Gaussian mixture model fitted by Expectation-Maximization.
+
+    A drop-in replacement for :class:`sklearn.mixture.GaussianMixture` with
+    the same parameters, attributes and results, computed by one-pass Numba
+    kernels that never hold an (n_samples, n_components) array during
+    ``fit``, plus ``sample_weight`` and ``n_jobs``.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+        Number of mixture components.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    tol : float, default=1e-3
+        Convergence threshold: EM stops when the change of the mean per-sample
+        log-likelihood is below ``tol``.
+    reg_covar : float, default=1e-6
+        Non-negative regularisation added to the diagonal of covariances.
+    max_iter : int, default=100
+        Number of EM iterations per initialisation.
+    n_init : int, default=1
+        Number of initialisations; the best result is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        'kmeans' runs k-means++ seeding and Lloyd iterations on a random
+        subsample of at most ``max(20000, 500 * n_components)`` rows, then
+        assigns every row to its nearest centre; 'k-means++' seeds on such a
+        subsample.  'random' and 'random_from_data' are as in scikit-learn.
+    weights_init : array-like of shape (n_components,), default=None
+    means_init : array-like of shape (n_components, n_features), default=None
+    precisions_init : array-like, default=None
+        Shape (n_components,) spherical, (n_features, n_features) tied,
+        (n_components, n_features) diag, (n_components, n_features,
+        n_features) full.
+    random_state : int, RandomState instance or None, default=None
+    warm_start : bool, default=False
+        Start from the previous solution when ``fit`` is called again
+        (``n_init`` is then ignored).
+    verbose : int, default=0
+    verbose_interval : int, default=10
+    n_jobs : int or None, default=None
+        Number of Numba threads (None: Numba's setting, -1: all cores).
+        Results are bitwise identical for any value.
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (n_components,)
+    means_ : ndarray of shape (n_components, n_features)
+    covariances_ : ndarray (shape depends on ``covariance_type``)
+    precisions_ : ndarray (same shape)
+    precisions_cholesky_ : ndarray (same shape)
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Mean per-sample log-likelihood of the best fit (evaluated before its
+        last M-step, as scikit-learn does).
+    lower_bounds_ : list of float
+        ``lower_bound_`` at each iteration of the best fit.
+    n_features_in_ : int
+    feature_names_in_ : ndarray of shape (n_features_in_,)
+        Only when X has feature names that are all strings.
+
+    Notes
+    -----
+    Parameters are stored in float64; float32 data is processed by float32
+    kernels, with statistics accumulated in float64.
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3,
+                 reg_covar=1e-6, max_iter=100, n_init=1, init_params="kmeans",
+                 weights_init=None, means_init=None, precisions_init=None,
+                 random_state=None, warm_start=False, verbose=0,
+                 verbose_interval=10, n_jobs=None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.n_jobs = n_jobs
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Estimate the model parameters with the EM algorithm.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+            Non-negative row weights: each row's responsibilities are scaled
+            by its weight; integer weights equal repeating rows.
+
+        Returns
+        -------
+        self
+        """
+        self._fit(X, sample_weight)
+        return self
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit the model and return the label of each sample.
+
+        Equal to ``fit(X).predict(X)``.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        Xv = self._fit(X, sample_weight)
+        out = np.empty(Xv.shape[0], dtype=np.int64)
+        for lo, wlp in self._iter_log_prob(Xv):
+            out[lo:lo + wlp.shape[0]] = wlp.argmax(axis=1)
+        return out
+
+    # -- the EM driver -------------------------------------------------------
+
+    def _fit(self, X, sample_weight):
+        self._check_base_parameters()
+        _check_int("n_init", self.n_init, 1)
+        X = validate_X(self, X, reset=True, min_samples=2)
+        n, d = X.shape
+        K = self.n_components
+        if n < K:
+            raise ValueError(
+                f"Expected n_samples >= n_components but got n_components = {K}, "
+                f"n_samples = {n}")
+        w = None if sample_weight is None else check_sample_weight(sample_weight, n)
+        inits = self._check_initial_parameters(d)
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        n_init = self.n_init if do_init else 1
+        rng = check_random_state(self.random_state)
+        best = None
+        best_lb = -np.inf
+        self.converged_ = False
+        with _estep.thread_limits(self.n_jobs):
+            for init in range(n_init):
+                self._print_verbose_init(init)
+                t0 = time.perf_counter()
+                if do_init:
+                    params = self._initial_params(X, w, rng, inits)
+                    lower_bound = -np.inf
+                else:
+                    params = self._params()
+                    lower_bound = self.lower_bound_
+                bounds = []
+                converged = False
+                n_iter = 0
+                for n_iter in range(1, self.max_iter + 1):
+                    prev = lower_bound
+                    stats = _estep.compute_stats(X, params, w)
+                    params = stats.m_step(self.reg_covar)
+                    lower_bound = stats.mean_loglik()
+                    bounds.append(lower_bound)
+                    change = lower_bound - prev
+                    self._print_verbose_iter(n_iter, t0, change)
+                    if abs(change) < self.tol:
+                        converged = True
+                        break
+                self._print_verbose_end(converged, lower_bound, t0)
+                if best is None or lower_bound > best_lb:
+                    best_lb = lower_bound
+                    best = (params, n_iter, bounds, converged)
+        params, n_iter, bounds, converged = best
+        self.converged_ = converged
+        if not converged and self.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different "
+                "init parameters, or increase max_iter, tol, or check for "
+                "degenerate data.", ConvergenceWarning, stacklevel=3)
+        self._set_params_from(params)
+        self.n_iter_ = n_iter
+        self.lower_bound_ = best_lb
+        self.lower_bounds_ = bounds
+        return X
+
+    def _initial_params(self, X, w, rng, inits):
+        weights, means, precisions = inits
+        stats = None
+        if weights is None or means is None or precisions is None:
+            stats = _init.initial_stats(X, self.n_components, self.covariance_type,
+                                        self.init_params, w, rng)
+            est = stats.m_step(self.reg_covar)
+        ct = self.covariance_type
+        if weights is None:
+            weights = est.weights
+        if means is None:
+            means = est.means
+        if precisions is None:
+            covs, pcs = est.covariances, est.precisions_cholesky
+        else:
+            pcs, covs = _precision_cholesky_from_precisions(precisions, ct)
+        return GaussianParams(ct, weights, means, covs, pcs)
+
+    # -- verbose output (scikit-learn's format) ------------------------------
+
+    def _print_verbose_init(self, n_init):
+        if self.verbose >= 1:
+            print(f"Initialization {n_init}")
+
+    def _print_verbose_iter(self, n_iter, t0, change):
+        if n_iter % self.verbose_interval == 0:
+            if self.verbose == 1:
+                print(f"  Iteration {n_iter}")
+            elif self.verbose >= 2:
+                print(f"  Iteration {n_iter}\t time lapse "
+                      f"{time.perf_counter() - t0:.5f}s\t ll change {change:.5f}")
+
+    def _print_verbose_end(self, converged, lower_bound, t0):
+        if self.verbose == 1:
+            print(f"Initialization {'converged' if converged else 'did not converge'}.")
+        elif self.verbose >= 2:
+            print(f"Initialization {'converged' if converged else 'did not converge'}. "
+                  f"time lapse {time.perf_counter() - t0:.5f}s\t lower bound "
+                  f"{lower_bound:.5f}.")
