@@ -45,13 +45,58 @@ def _arr(dtype, ndim, readonly=False):
     return types.Array(dtype, ndim, "C", readonly=readonly)
 
 
-def _sigs(build):
-    """Signatures for float32/float64 data, writable and read-only."""
-    out = []
-    for dt in (types.float32, types.float64):
-        for ro in (False, True):
-            out.append(build(dt, ro))
-    return out
+class _Kernel:
+    """A Numba kernel with one explicit signature per kind of data array.
+
+    ``build(dtype, readonly)`` gives the signature for float32/float64 data,
+    writable or read-only (memmap chunks are a Numba type of their own).  Each
+    variant is compiled (or loaded from the cache) the first time data of its
+    kind arrives, so a float64 fit never pays for the float32 variants.
+    The data array is always the first argument.
+    """
+
+    def __init__(self, py_func, build, options):
+        self.py_func = py_func
+        self._build = build
+        self._options = options
+        self._variants = {}
+        self.__name__ = py_func.__name__
+        self.__doc__ = py_func.__doc__
+
+    def variant(self, dtype, readonly):
+        key = (np.dtype(dtype).char, bool(readonly))
+        fn = self._variants.get(key)
+        if fn is None:
+            nbtype = types.float32 if key[0] == "f" else types.float64
+            fn = njit(self._build(nbtype, key[1]), **self._options)(self.py_func)
+            self._variants[key] = fn
+        return fn
+
+    def __call__(self, X, *args):
+        return self.variant(X.dtype, not X.flags.writeable)(X, *args)
+
+    def compile_all(self):
+        """Compile (or load) every variant: float32/float64 x writable/read-only."""
+        for dt in (np.float32, np.float64):
+            for ro in (False, True):
+                self.variant(dt, ro)
+
+
+def kernel(build, **options):
+    """Decorator: a lazily compiled, explicitly typed, cached Numba kernel."""
+    options.setdefault("cache", CACHE)
+
+    def wrap(py_func):
+        return _Kernel(py_func, build, options)
+
+    return wrap
+
+
+def compile_all():
+    """Compile every kernel variant (e.g. to warm the cache after install)."""
+    for obj in list(globals().values()):
+        if isinstance(obj, _Kernel):
+            obj.compile_all()
 
 
 # ---------------------------------------------------------------------------
@@ -69,7 +114,7 @@ def _load_block(X, start, nb, xt):
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, inline="always")
-def _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, maha, lp):
+def _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha, lp):
     """lp[k, :nb] = log_norm[k] - 0.5 * ||(x - mu_k) P_k||^2 for every k.
 
     P_k is the upper-triangular Cholesky factor of the precision matrix
@@ -84,26 +129,54 @@ def _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, maha, lp):
                 diff[i, r] = xt[i, r] - m
         for r in range(nb):
             maha[r] = 0.0
-        for j in range(d):
-            p0 = P[k, 0, j]
+        # two columns j, j + 1 at a time share the loads of diff
+        j = 0
+        while j + 1 < d:
+            pa = P[k, 0, j]
+            pb = P[k, 0, j + 1]
             for r in range(nb):
-                acc[r] = diff[0, r] * p0
+                v = diff[0, r]
+                acc[r] = v * pa
+                acc2[r] = v * pb
             i = 1
             while i + 3 <= j:
-                pa = P[k, i, j]
-                pb = P[k, i + 1, j]
-                pc = P[k, i + 2, j]
-                pd = P[k, i + 3, j]
+                pa0 = P[k, i, j]
+                pa1 = P[k, i + 1, j]
+                pa2 = P[k, i + 2, j]
+                pa3 = P[k, i + 3, j]
+                pb0 = P[k, i, j + 1]
+                pb1 = P[k, i + 1, j + 1]
+                pb2 = P[k, i + 2, j + 1]
+                pb3 = P[k, i + 3, j + 1]
                 for r in range(nb):
-                    acc[r] += (diff[i, r] * pa + diff[i + 1, r] * pb) + (
-                        diff[i + 2, r] * pc + diff[i + 3, r] * pd
-                    )
+                    v0 = diff[i, r]
+                    v1 = diff[i + 1, r]
+                    v2 = diff[i + 2, r]
+                    v3 = diff[i + 3, r]
+                    acc[r] += (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3)
+                    acc2[r] += (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3)
                 i += 4
             while i <= j:
                 pa = P[k, i, j]
+                pb = P[k, i, j + 1]
+                for r in range(nb):
+                    v = diff[i, r]
+                    acc[r] += v * pa
+                    acc2[r] += v * pb
+                i += 1
+            pb = P[k, j + 1, j + 1]
+            for r in range(nb):
+                u = acc2[r] + diff[j + 1, r] * pb
+                maha[r] += acc[r] * acc[r] + u * u
+            j += 2
+        if j < d:
+            # last column when d is odd
+            for r in range(nb):
+                acc[r] = 0.0
+            for i in range(j + 1):
+                pa = P[k, i, j]
                 for r in range(nb):
                     acc[r] += diff[i, r] * pa
-                i += 1
             for r in range(nb):
                 maha[r] += acc[r] * acc[r]
         c = log_norm[k]
@@ -129,43 +202,192 @@ def _logprob_block_diag(xt, nb, means, prec, log_norm, maha, lp):
             lp[k, r] = c - 0.5 * maha[r]
 
 
+# exp(x) = 2**n * p(r), x = n log 2 + r, |r| <= log(2) / 2: Cody-Waite range
+# reduction and a degree-13 Taylor polynomial, 2**n assembled from its bits.
+# Written as plain loops over arrays so that LLVM vectorises it (math.exp is a
+# scalar libm call).  It stays accurate (a few 1e-16 relative, ~1e-14 if the
+# compiler reassociates the reduction) under the fast-math flags used here.
+_LOG2E = 1.4426950408889634
+_LN2_HI = 0.6931471803691238      # fdlibm's ln2_hi: n * _LN2_HI is exact
+_LN2_LO = 1.9082149292705877e-10  # log(2) - _LN2_HI
+_SHIFTER = 6755399441055744.0      # 1.5 * 2**52: the bits of n + _SHIFTER hold n
+_EXP_MIN = -708.0                  # below this 2**n is subnormal: return 0
+_ONE_BITS = 1023 << 52
+
+
+@njit(cache=CACHE, fastmath=FASTMATH)
+def _exp_rows(x, nb, out, tmp, tmpi):
+    """out[:nb] = exp(x[:nb]) for x <= 0 (0 for x < -708 and for -inf).
+
+    tmp (float64) and tmpi (its int64 view) are scratch; out may be x.
+    """
+    for r in range(nb):
+        v = x[r]
+        v = v if v > _EXP_MIN else _EXP_MIN
+        n = np.floor(v * _LOG2E + 0.5)
+        tmp[r] = n + _SHIFTER
+        red = (v - n * _LN2_HI) - n * _LN2_LO
+        p = 1.0 / 6227020800.0
+        p = p * red + 1.0 / 479001600.0
+        p = p * red + 1.0 / 39916800.0
+        p = p * red + 1.0 / 3628800.0
+        p = p * red + 1.0 / 362880.0
+        p = p * red + 1.0 / 40320.0
+        p = p * red + 1.0 / 5040.0
+        p = p * red + 1.0 / 720.0
+        p = p * red + 1.0 / 120.0
+        p = p * red + 1.0 / 24.0
+        p = p * red + 1.0 / 6.0
+        p = p * red + 0.5
+        p = p * red + 1.0
+        p = p * red + 1.0
+        # x > _EXP_MIN is tested before out (which may be x) is written
+        out[r] = p if x[r] > _EXP_MIN else 0.0
+    for r in range(nb):
+        # the low bits of n + _SHIFTER hold n: shift them into the exponent
+        tmpi[r] = (tmpi[r] << 52) + _ONE_BITS
+    for r in range(nb):
+        out[r] = out[r] * tmp[r]
+
+
 @njit(cache=CACHE, fastmath=FASTMATH, inline="always")
-def _normalise_block(lp, nb, w, start, has_w, wrow):
-    """Turn log probabilities into weighted responsibilities in place.
+def _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum, ex, tmp, tmpi):
+    """Turn log probabilities lp[:, :nb] into weighted responsibilities.
 
     Returns (sum_r w_r * logsumexp_r, number of rows with no finite density).
-    wrow[:nb] receives the row weights.
+    wrow[:nb] receives the row weights (0 for rows without a finite density).
+    mx, ssum, ex, tmp (float64) and tmpi (int64 view of tmp) are scratch.
     """
     K = lp.shape[0]
-    ll = 0.0
+    for r in range(nb):
+        mx[r] = lp[0, r]
+        ssum[r] = 0.0
+    for k in range(1, K):
+        for r in range(nb):
+            v = lp[k, r]
+            mx[r] = v if v > mx[r] else mx[r]
     nbad = 0
     for r in range(nb):
-        wr = w[start + r] if has_w else 1.0
-        wrow[r] = wr
-        mx = lp[0, r]
-        for k in range(1, K):
-            if lp[k, r] > mx:
-                mx = lp[k, r]
-        if not (mx > -np.inf) or mx == np.inf:
-            # no component gives this row a finite density (or NaN)
+        wrow[r] = w[start + r] if has_w else 1.0
+        m = mx[r]
+        if not (m > -np.inf) or m == np.inf:
+            # no component gives this row a finite density
             nbad += 1
-            for k in range(K):
-                lp[k, r] = 0.0
             wrow[r] = 0.0
-            continue
-        s = 0.0
-        for k in range(K):
-            s += math.exp(lp[k, r] - mx)
-        lse = mx + math.log(s)
+            mx[r] = 0.0
+            for k in range(K):
+                lp[k, r] = -np.inf
+    for k in range(K):
+        for r in range(nb):
+            ex[r] = lp[k, r] - mx[r]
+        _exp_rows(ex, nb, ex, tmp, tmpi)
+        for r in range(nb):
+            lp[k, r] = ex[r]
+            ssum[r] += ex[r]
+    ll = 0.0
+    for r in range(nb):
+        wr = wrow[r]
         if wr != 0.0:
-            ll += wr * lse
-        for k in range(K):
-            lp[k, r] = math.exp(lp[k, r] - lse) * wr
+            ll += wr * (mx[r] + math.log(ssum[r]))
+            ssum[r] = wr / ssum[r]
+        else:
+            ssum[r] = 0.0
+    for k in range(K):
+        for r in range(nb):
+            lp[k, r] *= ssum[r]
     return ll, nbad
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, inline="always")
-def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, diff, wd, nk, s1, s2):
+def _moments_full(resp, nb, diff, wd, s1, s2):
+    """s1[i] += sum_r resp[r] diff[i, r]; s2[i, j] += sum_r resp[r] diff[i, r] diff[j, r]
+    for j >= i (entries just below the diagonal may also be written; only the
+    upper triangle is used).
+
+    Register tiles of 2 rows x 4 columns: six loads feed eight multiply-adds.
+    wd (2, block) is scratch.
+    """
+    d = diff.shape[0]
+    i = 0
+    while i < d:
+        two = i + 1 < d
+        a0 = 0.0
+        a1 = 0.0
+        if two:
+            for r in range(nb):
+                t0 = resp[r] * diff[i, r]
+                t1 = resp[r] * diff[i + 1, r]
+                wd[0, r] = t0
+                wd[1, r] = t1
+                a0 += t0
+                a1 += t1
+            s1[i] += a0
+            s1[i + 1] += a1
+        else:
+            for r in range(nb):
+                t0 = resp[r] * diff[i, r]
+                wd[0, r] = t0
+                a0 += t0
+            s1[i] += a0
+        j = i
+        while j + 3 < d:
+            c00 = 0.0
+            c01 = 0.0
+            c02 = 0.0
+            c03 = 0.0
+            if two:
+                c10 = 0.0
+                c11 = 0.0
+                c12 = 0.0
+                c13 = 0.0
+                for r in range(nb):
+                    u0 = wd[0, r]
+                    u1 = wd[1, r]
+                    v0 = diff[j, r]
+                    v1 = diff[j + 1, r]
+                    v2 = diff[j + 2, r]
+                    v3 = diff[j + 3, r]
+                    c00 += u0 * v0
+                    c01 += u0 * v1
+                    c02 += u0 * v2
+                    c03 += u0 * v3
+                    c10 += u1 * v0
+                    c11 += u1 * v1
+                    c12 += u1 * v2
+                    c13 += u1 * v3
+                s2[i + 1, j] += c10
+                s2[i + 1, j + 1] += c11
+                s2[i + 1, j + 2] += c12
+                s2[i + 1, j + 3] += c13
+            else:
+                for r in range(nb):
+                    u0 = wd[0, r]
+                    c00 += u0 * diff[j, r]
+                    c01 += u0 * diff[j + 1, r]
+                    c02 += u0 * diff[j + 2, r]
+                    c03 += u0 * diff[j + 3, r]
+            s2[i, j] += c00
+            s2[i, j + 1] += c01
+            s2[i, j + 2] += c02
+            s2[i, j + 3] += c03
+            j += 4
+        while j < d:
+            c00 = 0.0
+            c10 = 0.0
+            for r in range(nb):
+                v = diff[j, r]
+                c00 += wd[0, r] * v
+                c10 += wd[1, r] * v
+            s2[i, j] += c00
+            if two:
+                s2[i + 1, j] += c10
+            j += 1
+        i += 2
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
+def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, diff, wd, tied_s1, nk, s1,
+                     s2):
     """Add one block's statistics to (nk, s1, s2) for the full/tied types.
 
     resp[k, :nb] are the (weighted) responsibilities, wrow[:nb] the row
@@ -187,32 +409,20 @@ def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, diff, wd, nk, s1, s2):
             m = ref[k, i]
             for r in range(nb):
                 diff[i, r] = xt[i, r] - m
-        for i in range(d):
-            s = 0.0
-            for r in range(nb):
-                t = resp[k, r] * diff[i, r]
-                wd[r] = t
-                s += t
-            s1[k, i] += s
-            if not tied:
-                for j in range(i, d):
-                    s = 0.0
-                    for r in range(nb):
-                        s += wd[r] * diff[j, r]
-                    s2[k, i, j] += s
+        if tied:
+            for i in range(d):
+                s = 0.0
+                for r in range(nb):
+                    s += resp[k, r] * diff[i, r]
+                s1[k, i] += s
+        else:
+            _moments_full(resp[k], nb, diff, wd, s1[k], s2[k])
     if tied:
         for i in range(d):
             m = ref2[i]
             for r in range(nb):
                 diff[i, r] = xt[i, r] - m
-        for i in range(d):
-            for r in range(nb):
-                wd[r] = wrow[r] * diff[i, r]
-            for j in range(i, d):
-                s = 0.0
-                for r in range(nb):
-                    s += wd[r] * diff[j, r]
-                s2[0, i, j] += s
+        _moments_full(wrow, nb, diff, wd, tied_s1, s2[0])
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, inline="always")
@@ -241,6 +451,20 @@ def _accumulate_diag(xt, nb, resp, ref, diff, nk, s1, s2):
 
 
 @njit(cache=CACHE, inline="always")
+def _add_into(dst, src):
+    """dst += src elementwise, as a plain serial loop.
+
+    In a ``parallel=True`` kernel an array expression such as ``dst += src``
+    becomes a parallel region of its own; merging hundreds of partials that
+    way costs a thread barrier each (seconds on a busy machine).
+    """
+    a = dst.reshape(-1)
+    b = src.reshape(-1)
+    for i in range(a.shape[0]):
+        a[i] += b[i]
+
+
+@njit(cache=CACHE, inline="always")
 def _symmetrise(s2):
     """Copy the upper triangle of each s2[k] to its lower triangle."""
     for k in range(s2.shape[0]):
@@ -262,7 +486,7 @@ def _sig_pass_full(dt, ro):
     )
 
 
-@njit(_sigs(_sig_pass_full), parallel=True, cache=CACHE, fastmath=FASTMATH)
+@kernel(_sig_pass_full, parallel=True, cache=CACHE, fastmath=FASTMATH)
 def pass_full(X, w, means, P, log_norm, ref2, mode, block, task_rows):
     """One EM pass for the full (mode 0) and tied (mode 1) covariance types.
 
@@ -294,10 +518,17 @@ def pass_full(X, w, means, P, log_norm, ref2, mode, block, task_rows):
         xt = np.empty((d, block), dtype=X.dtype)
         diff = np.empty((d, block), dtype=X.dtype)
         acc = np.empty(block, dtype=X.dtype)
+        acc2 = np.empty(block, dtype=X.dtype)
         maha = np.empty(block, dtype=X.dtype)
         lp = np.empty((K, block))
         wrow = np.empty(block)
-        wd = np.empty(block)
+        mx = np.empty(block)
+        ssum = np.empty(block)
+        ex = np.empty(block)
+        tmp = np.empty(block)
+        tmpi = tmp.view(np.int64)
+        wd = np.empty((2, block))
+        tied_s1 = np.zeros(d)
         lo = t * task_rows
         hi = min(n, lo + task_rows)
         ll = 0.0
@@ -305,12 +536,13 @@ def pass_full(X, w, means, P, log_norm, ref2, mode, block, task_rows):
         for start in range(lo, hi, block):
             nb = min(block, hi - start)
             _load_block(X, start, nb, xt)
-            _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, maha, lp)
-            bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow)
+            _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha, lp)
+            bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum, ex, tmp,
+                                      tmpi)
             ll += bl
             nbad += bb
             _accumulate_full(xt, nb, lp, wrow, means, ref2, mode == MODE_TIED, diff,
-                             wd, p_nk[t], p_s1[t], p_s2[t])
+                             wd, tied_s1, p_nk[t], p_s1[t], p_s2[t])
         p_ll[t] = ll
         p_bad[t] = nbad
     nk = np.zeros(K)
@@ -319,9 +551,9 @@ def pass_full(X, w, means, P, log_norm, ref2, mode, block, task_rows):
     ll = 0.0
     nbad = 0
     for t in range(ntasks):
-        nk += p_nk[t]
-        s1 += p_s1[t]
-        s2 += p_s2[t]
+        _add_into(nk, p_nk[t])
+        _add_into(s1, p_s1[t])
+        _add_into(s2, p_s2[t])
         ll += p_ll[t]
         nbad += p_bad[t]
     _symmetrise(s2)
@@ -335,7 +567,7 @@ def _sig_pass_diag(dt, ro):
     )
 
 
-@njit(_sigs(_sig_pass_diag), parallel=True, cache=CACHE, fastmath=FASTMATH)
+@kernel(_sig_pass_diag, parallel=True, cache=CACHE, fastmath=FASTMATH)
 def pass_diag(X, w, means, prec, log_norm, block, task_rows):
     """One EM pass for the diagonal and spherical covariance types.
 
@@ -360,6 +592,11 @@ def pass_diag(X, w, means, prec, log_norm, block, task_rows):
         maha = np.empty(block, dtype=X.dtype)
         lp = np.empty((K, block))
         wrow = np.empty(block)
+        mx = np.empty(block)
+        ssum = np.empty(block)
+        ex = np.empty(block)
+        tmp = np.empty(block)
+        tmpi = tmp.view(np.int64)
         lo = t * task_rows
         hi = min(n, lo + task_rows)
         ll = 0.0
@@ -368,7 +605,8 @@ def pass_diag(X, w, means, prec, log_norm, block, task_rows):
             nb = min(block, hi - start)
             _load_block(X, start, nb, xt)
             _logprob_block_diag(xt, nb, means, prec, log_norm, maha, lp)
-            bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow)
+            bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum, ex, tmp,
+                                      tmpi)
             ll += bl
             nbad += bb
             _accumulate_diag(xt, nb, lp, means, diff, p_nk[t], p_s1[t], p_s2[t])
@@ -380,9 +618,9 @@ def pass_diag(X, w, means, prec, log_norm, block, task_rows):
     ll = 0.0
     nbad = 0
     for t in range(ntasks):
-        nk += p_nk[t]
-        s1 += p_s1[t]
-        s2 += p_s2[t]
+        _add_into(nk, p_nk[t])
+        _add_into(s1, p_s1[t])
+        _add_into(s2, p_s2[t])
         ll += p_ll[t]
         nbad += p_bad[t]
     return nk, s1, s2, ll, nbad
@@ -399,7 +637,7 @@ def _sig_logprob_full(dt, ro):
     )
 
 
-@njit(_sigs(_sig_logprob_full), parallel=True, cache=CACHE, fastmath=FASTMATH)
+@kernel(_sig_logprob_full, parallel=True, cache=CACHE, fastmath=FASTMATH)
 def logprob_full(X, means, P, log_norm, block, out):
     """out[n, k] = log w_k + log N(x_n | mu_k, Sigma_k) (full/tied)."""
     n, d = X.shape
@@ -409,12 +647,13 @@ def logprob_full(X, means, P, log_norm, block, out):
         xt = np.empty((d, block), dtype=X.dtype)
         diff = np.empty((d, block), dtype=X.dtype)
         acc = np.empty(block, dtype=X.dtype)
+        acc2 = np.empty(block, dtype=X.dtype)
         maha = np.empty(block, dtype=X.dtype)
         lp = np.empty((K, block))
         start = b * block
         nb = min(block, n - start)
         _load_block(X, start, nb, xt)
-        _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, maha, lp)
+        _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha, lp)
         for r in range(nb):
             for k in range(K):
                 out[start + r, k] = lp[k, r]
@@ -426,7 +665,7 @@ def _sig_logprob_diag(dt, ro):
     )
 
 
-@njit(_sigs(_sig_logprob_diag), parallel=True, cache=CACHE, fastmath=FASTMATH)
+@kernel(_sig_logprob_diag, parallel=True, cache=CACHE, fastmath=FASTMATH)
 def logprob_diag(X, means, prec, log_norm, block, out):
     """out[n, k] = log w_k + log N(x_n | mu_k, diag) (diag/spherical)."""
     n, d = X.shape
@@ -456,7 +695,7 @@ def _sig_resp_stats(dt, ro):
     )
 
 
-@njit(_sigs(_sig_resp_stats), parallel=True, cache=CACHE, fastmath=FASTMATH)
+@kernel(_sig_resp_stats, parallel=True, cache=CACHE, fastmath=FASTMATH)
 def resp_stats(X, resp, ref, ref2, mode, block, task_rows):
     """Statistics of X under given (weighted) responsibilities resp (n, K).
 
@@ -481,7 +720,8 @@ def resp_stats(X, resp, ref, ref2, mode, block, task_rows):
         diff = np.empty((d, block), dtype=X.dtype)
         lp = np.empty((K, block))
         wrow = np.empty(block)
-        wd = np.empty(block)
+        wd = np.empty((2, block))
+        tied_s1 = np.zeros(d)
         lo = t * task_rows
         hi = min(n, lo + task_rows)
         for start in range(lo, hi, block):
@@ -497,17 +737,17 @@ def resp_stats(X, resp, ref, ref2, mode, block, task_rows):
             if diag:
                 _accumulate_diag(xt, nb, lp, ref, diff, p_nk[t], p_s1[t], p_s2d[t])
             else:
-                _accumulate_full(xt, nb, lp, wrow, ref, ref2, tied, diff, wd,
+                _accumulate_full(xt, nb, lp, wrow, ref, ref2, tied, diff, wd, tied_s1,
                                  p_nk[t], p_s1[t], p_s2[t])
     nk = np.zeros(K)
     s1 = np.zeros((K, d))
     s2 = np.zeros((K2, d, d))
     s2d = np.zeros((Kd, d))
     for t in range(ntasks):
-        nk += p_nk[t]
-        s1 += p_s1[t]
-        s2 += p_s2[t]
-        s2d += p_s2d[t]
+        _add_into(nk, p_nk[t])
+        _add_into(s1, p_s1[t])
+        _add_into(s2, p_s2[t])
+        _add_into(s2d, p_s2d[t])
     _symmetrise(s2)
     return nk, s1, s2, s2d
 
@@ -521,7 +761,7 @@ def _sig_assign(dt, ro):
     return types.void(_arr(dt, 2, ro), _arr(_f8, 2), _i8, _arr(_i8, 1), _arr(_f8, 1))
 
 
-@njit(_sigs(_sig_assign), parallel=True, cache=CACHE, fastmath=FASTMATH)
+@kernel(_sig_assign, parallel=True, cache=CACHE, fastmath=FASTMATH)
 def kmeans_assign(X, centers, block, labels, dist):
     """labels[n] = nearest centre, dist[n] = squared distance to it."""
     n, d = X.shape
@@ -562,7 +802,7 @@ def _sig_kupdate(dt, ro):
                       _arr(_f8, 1))
 
 
-@njit(_sigs(_sig_kupdate), cache=CACHE)
+@kernel(_sig_kupdate, cache=CACHE)
 def kmeans_update(X, labels, w, K, centers_out, counts_out):
     """Weighted cluster sums -> centres (serial, ordered).  Empty clusters keep
     their previous centre."""
@@ -591,7 +831,7 @@ def _sig_nonfinite(dt, ro):
     return _i8(_arr(dt, 2, ro), _i8)
 
 
-@njit(_sigs(_sig_nonfinite), parallel=True, cache=CACHE)
+@kernel(_sig_nonfinite, parallel=True, cache=CACHE)
 def first_nonfinite(X, block):
     """Index of the first row holding a NaN or an infinity, or -1."""
     n, d = X.shape
