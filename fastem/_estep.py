@@ -7,7 +7,6 @@ inside a kernel.  The kernel module is imported on first use so that
 """
 
 import contextlib
-import math
 
 import numpy as np
 
@@ -16,10 +15,12 @@ from ._suffstats import SuffStats
 # Rows per block: a fixed number, never derived from the thread count.
 BLOCK_SMALL_D = 256
 BLOCK_LARGE_D = 128
-# Per-task partial statistics are bounded by this many bytes in total.
-_PARTIAL_BUDGET = 32 * 2**20
-_MAX_TASKS = 256
-_MIN_BLOCKS_PER_TASK = 8
+# Blocks per parallel task: fixed, so that task boundaries fall on the same
+# rows whatever the chunking of the data (see StatsAccumulator).
+BLOCKS_PER_TASK = 16
+# Rows handed to one kernel call when an in-memory array is processed: bounds
+# the per-task partial statistics a call allocates.
+PASS_CHUNK = 65_536
 
 
 def kernels():
@@ -32,21 +33,9 @@ def block_size(n_features):
     return BLOCK_SMALL_D if n_features <= 8 else BLOCK_LARGE_D
 
 
-def task_rows(n_samples, n_components, n_features, covariance_type):
-    """Rows per parallel task: a function of the data shape only."""
-    block = block_size(n_features)
-    d = n_features
-    K = n_components
-    if covariance_type == "full":
-        per_task = K + K * d + K * d * d
-    elif covariance_type == "tied":
-        per_task = K + K * d + d * d
-    else:
-        per_task = K + 2 * K * d
-    max_tasks = max(8, min(_MAX_TASKS, _PARTIAL_BUDGET // (8 * per_task)))
-    n_blocks = max(1, math.ceil(n_samples / block))
-    blocks_per_task = max(_MIN_BLOCKS_PER_TASK, math.ceil(n_blocks / max_tasks))
-    return block * blocks_per_task
+def task_rows(n_features):
+    """Rows per parallel task: a function of the number of features only."""
+    return block_size(n_features) * BLOCKS_PER_TASK
 
 
 def kernel_args(params, dtype):
@@ -72,8 +61,101 @@ def tied_reference(params, dtype):
     return np.ascontiguousarray(ref2, dtype=dtype)
 
 
+def _upper_to_full(s2):
+    """Fill the lower triangles of (K, d, d) from the upper triangles."""
+    iu = np.triu_indices(s2.shape[-1], 1)
+    out = s2.copy()
+    for k in range(s2.shape[0]):
+        out[k][(iu[1], iu[0])] = s2[k][iu]
+    return out
+
+
+class StatsAccumulator:
+    """Sufficient statistics of one E-step pass, accumulated chunk by chunk.
+
+    All chunks must have the dtype given here.  Chunks are processed in the
+    order they are added; each kernel call adds its tasks' statistics to the
+    same accumulators in task order, so adding chunks whose sizes are
+    multiples of :func:`task_rows` gives bitwise the result of adding all rows
+    at once.
+
+    Parameters
+    ----------
+    params : GaussianParams
+        The current parameters (the E-step's and the moments' reference).
+    dtype : numpy dtype, float32 or float64
+    """
+
+    def __init__(self, params, dtype):
+        self._k = kernels()
+        self.params = params
+        self.dtype = np.dtype(dtype)
+        K, d = params.means.shape
+        self.covariance_type = ct = params.covariance_type
+        self._means, self._P, self._log_norm = kernel_args(params, self.dtype)
+        self._ref2 = tied_reference(params, self.dtype)
+        self._block = block_size(d)
+        self._task_rows = task_rows(d)
+        self.nk = np.zeros(K)
+        self.s1 = np.zeros((K, d))
+        if ct == "full":
+            self.s2 = np.zeros((K, d, d))
+        elif ct == "tied":
+            self.s2 = np.zeros((1, d, d))
+        else:
+            self.s2 = np.zeros((K, d))
+        self._acc = np.zeros(2)
+        self.weight_sum = 0.0
+        self.n_rows = 0
+
+    def add(self, X, sample_weight=None):
+        """Add the statistics of the rows of X (validated, C-contiguous)."""
+        n = X.shape[0]
+        if n == 0:
+            return
+        if X.dtype != self.dtype:
+            raise TypeError(f"chunk dtype {X.dtype} differs from the pass's {self.dtype}")
+        k = self._k
+        w = _weights_arg(sample_weight)
+        if self.covariance_type in ("full", "tied"):
+            mode = k.MODE_TIED if self.covariance_type == "tied" else k.MODE_FULL
+            k.pass_full(X, w, self._means, self._P, self._log_norm, self._ref2, mode,
+                        self._block, self._task_rows, self.nk, self.s1, self.s2,
+                        self._acc)
+        else:
+            k.pass_diag(X, w, self._means, self._P, self._log_norm, self._block,
+                        self._task_rows, self.nk, self.s1, self.s2, self._acc)
+        self.weight_sum += float(n) if sample_weight is None else float(np.sum(w))
+        self.n_rows += n
+
+    def result(self):
+        """The accumulated statistics as a SuffStats value."""
+        nbad = int(self._acc[1])
+        if nbad:
+            raise ValueError(
+                f"{nbad} row(s) have zero probability under every component (their "
+                "log-density is -inf or NaN); the data are probably far outside the "
+                "range of the model. Scale the input data or check the initial "
+                "parameters.")
+        ct = self.covariance_type
+        s2 = self.s2
+        if ct == "full":
+            s2 = _upper_to_full(s2)
+        elif ct == "tied":
+            s2 = _upper_to_full(s2)[0]
+        return SuffStats(ct, self.nk.copy(), self.s1.copy(), s2,
+                         self._means.astype(np.float64),
+                         self._ref2.astype(np.float64), float(self._acc[0]),
+                         self.weight_sum, self.n_rows)
+
+
+def _row_slices(n, size):
+    for lo in range(0, n, size):
+        yield lo, min(n, lo + size)
+
+
 def compute_stats(X, params, sample_weight=None):
-    """One E-step pass over X: statistics around the current means.
+    """One E-step pass over an in-memory array: statistics around the means.
 
     Parameters
     ----------
@@ -86,35 +168,10 @@ def compute_stats(X, params, sample_weight=None):
     -------
     SuffStats
     """
-    k = kernels()
-    n, d = X.shape
-    K = params.n_components
-    ct = params.covariance_type
-    means, P, log_norm = kernel_args(params, X.dtype)
-    w = _weights_arg(sample_weight)
-    block = block_size(d)
-    rows = task_rows(n, K, d, ct)
-    ref = means.astype(np.float64)
-    if ct in ("full", "tied"):
-        ref2 = tied_reference(params, X.dtype)
-        mode = k.MODE_TIED if ct == "tied" else k.MODE_FULL
-        nk, s1, s2, ll, nbad = k.pass_full(X, w, means, P, log_norm, ref2, mode,
-                                           block, rows)
-        if ct == "tied":
-            s2 = s2[0]
-    else:
-        ref2 = None
-        nk, s1, s2, ll, nbad = k.pass_diag(X, w, means, P, log_norm, block, rows)
-    if nbad:
-        raise ValueError(
-            f"{nbad} row(s) have zero probability under every component (their "
-            "log-density is -inf or NaN); the data are probably far outside the "
-            "range of the model. Scale the input data or check the initial "
-            "parameters.")
-    wsum = float(n) if sample_weight is None else float(np.sum(sample_weight))
-    return SuffStats(ct, nk, s1, s2, ref,
-                     None if ref2 is None else ref2.astype(np.float64),
-                     ll, wsum, n)
+    acc = StatsAccumulator(params, X.dtype)
+    for lo, hi in _row_slices(X.shape[0], PASS_CHUNK):
+        acc.add(X[lo:hi], None if sample_weight is None else sample_weight[lo:hi])
+    return acc.result()
 
 
 def stats_from_resp(X, resp, ref, covariance_type, ref2=None):
@@ -131,12 +188,17 @@ def stats_from_resp(X, resp, ref, covariance_type, ref2=None):
     if ref2 is None:
         ref2 = refT.mean(axis=0)
     ref2T = np.ascontiguousarray(ref2, dtype=X.dtype)
-    nk, s1, s2, s2d = k.resp_stats(X, np.ascontiguousarray(resp, dtype=np.float64),
-                                   refT, ref2T, mode, block_size(d),
-                                   task_rows(n, K, d, covariance_type))
-    if covariance_type == "tied":
-        s2 = s2[0]
-    elif covariance_type in ("diag", "spherical"):
+    nk = np.zeros(K)
+    s1 = np.zeros((K, d))
+    s2 = np.zeros((K if mode == k.MODE_FULL else (1 if mode == k.MODE_TIED else 0), d, d))
+    s2d = np.zeros((K if mode == k.MODE_DIAG else 0, d))
+    k.resp_stats(X, np.ascontiguousarray(resp, dtype=np.float64), refT, ref2T, mode,
+                 block_size(d), task_rows(d), nk, s1, s2, s2d)
+    if covariance_type == "full":
+        s2 = _upper_to_full(s2)
+    elif covariance_type == "tied":
+        s2 = _upper_to_full(s2)[0]
+    else:
         s2 = s2d
     return SuffStats(covariance_type, nk, s1, s2, refT.astype(np.float64),
                      ref2T.astype(np.float64), 0.0, float(resp.sum()), n)

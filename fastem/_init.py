@@ -23,27 +23,8 @@ KMEANS_TOL = 1e-4
 RESP_CHUNK = 65_536
 
 
-def _row_slices(n, size):
-    for start in range(0, n, size):
-        yield start, min(n, start + size)
-
-
 def subsample_size(n_samples, n_components):
     return min(n_samples, max(KMEANS_SAMPLE_MIN, KMEANS_SAMPLE_PER_COMPONENT * n_components))
-
-
-def draw_subsample(X, sample_weight, size, random_state):
-    """Rows for k-means: uniform without replacement; with sample weights,
-    drawn with replacement in proportion to the weights."""
-    n = X.shape[0]
-    if sample_weight is None:
-        if size >= n:
-            return np.asarray(X, dtype=np.float64)
-        idx = np.sort(random_state.choice(n, size, replace=False))
-    else:
-        p = sample_weight / sample_weight.sum()
-        idx = np.sort(random_state.choice(n, size, replace=True, p=p))
-    return np.ascontiguousarray(X[idx], dtype=np.float64)
 
 
 def kmeans_plusplus(S, n_clusters, random_state, weights=None):
@@ -80,15 +61,16 @@ def kmeans_plusplus(S, n_clusters, random_state, weights=None):
     return np.asarray(idx, dtype=np.int64)
 
 
-def lloyd(S, centers, max_iter=KMEANS_MAX_ITER, tol=KMEANS_TOL):
-    """Lloyd iterations on the subsample S (float64); returns the centres."""
+def lloyd(S, centers, max_iter=KMEANS_MAX_ITER, tol=KMEANS_TOL, weights=None):
+    """(Weighted) Lloyd iterations on the subsample S (float64); returns the
+    centres."""
     k = _estep.kernels()
     m, d = S.shape
     K = centers.shape[0]
     labels = np.empty(m, dtype=np.int64)
     dist = np.empty(m)
     counts = np.empty(K)
-    ones = np.ones(m)
+    ones = np.ones(m) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
     centers = np.ascontiguousarray(centers, dtype=np.float64)
     scale = tol * float(np.mean(np.var(S, axis=0))) if m > 1 else 0.0
     block = _estep.block_size(d)
@@ -108,107 +90,107 @@ def lloyd(S, centers, max_iter=KMEANS_MAX_ITER, tol=KMEANS_TOL):
     return centers
 
 
-def initial_stats(X, n_components, covariance_type, init_params, sample_weight,
-                  random_state):
+def initial_stats(data, n_components, covariance_type, init_params, random_state):
     """Sufficient statistics under the initial responsibilities.
 
     Parameters
     ----------
-    X : ndarray of shape (n_samples, n_features), validated
+    data : fastem._data.RowData
+        The rows (in memory or streamed) and their sample weights.
     init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}
-    sample_weight : ndarray of shape (n_samples,) or None
     random_state : numpy.random.RandomState
 
     Returns
     -------
     SuffStats
     """
-    n, d = X.shape
     K = n_components
-    if init_params == "kmeans":
-        S = draw_subsample(X, sample_weight, subsample_size(n, K), random_state)
-        seeds = kmeans_plusplus(S, K, random_state)
-        centers = lloyd(S, S[seeds])
-        return _hard_assignment_stats(X, centers, covariance_type, sample_weight)
-    if init_params in ("k-means++", "random_from_data"):
-        if init_params == "k-means++":
-            S_idx = _subsample_indices(n, subsample_size(n, K), random_state,
-                                       sample_weight)
-            S = np.ascontiguousarray(X[S_idx], dtype=np.float64)
-            w = None if sample_weight is None else sample_weight[S_idx]
-            idx = S_idx[kmeans_plusplus(S, K, random_state, w)]
-        else:
-            if sample_weight is None:
-                idx = random_state.choice(n, size=K, replace=False)
-            else:
-                pos = np.flatnonzero(sample_weight > 0)
-                if pos.size < K:
-                    raise ValueError(
-                        "init_params='random_from_data' needs at least n_components "
-                        f"rows of positive weight, got {pos.size} for "
-                        f"n_components={K}")
-                p = sample_weight[pos] / sample_weight[pos].sum()
-                idx = pos[random_state.choice(pos.size, size=K, replace=False, p=p)]
-        rows = np.ascontiguousarray(X[idx])
-        resp = np.eye(K)
-        if sample_weight is not None:
-            resp *= sample_weight[idx][:, None]
-        return _estep.stats_from_resp(rows, resp, rows, covariance_type)
+    ct = covariance_type
     if init_params == "random":
-        ref = _weighted_mean(X, sample_weight)
-        refs = np.repeat(ref[None], K, axis=0)
-        total = None
-        for lo, hi in _row_slices(n, RESP_CHUNK):
-            resp = random_state.uniform(size=(hi - lo, K))
-            resp /= resp.sum(axis=1)[:, None]
-            if sample_weight is not None:
-                resp *= sample_weight[lo:hi, None]
-            st = _estep.stats_from_resp(X[lo:hi], resp, refs, covariance_type, ref)
-            total = st if total is None else total.merge(st)
-        return total
-    raise ValueError(f"Unknown init_params {init_params!r}")
-
-
-def _subsample_indices(n, size, random_state, sample_weight):
-    if size >= n:
-        return np.arange(n)
-    if sample_weight is None:
-        return np.sort(random_state.choice(n, size, replace=False))
-    pos = np.flatnonzero(sample_weight > 0)
-    if pos.size <= size:
-        return pos
-    p = sample_weight[pos] / sample_weight[pos].sum()
-    return np.sort(pos[random_state.choice(pos.size, size, replace=False, p=p)])
-
-
-def _weighted_mean(X, sample_weight):
-    n = X.shape[0]
-    acc = np.zeros(X.shape[1])
-    for lo, hi in _row_slices(n, RESP_CHUNK):
-        if sample_weight is None:
-            acc += X[lo:hi].sum(axis=0, dtype=np.float64)
+        return _random_resp_stats(data, K, ct, random_state)
+    size = KMEANS_SAMPLE_MIN if data.n_samples is None else subsample_size(
+        data.n_samples, K)
+    S, Sw = data.sample(size, random_state)
+    if S.shape[0] < K:
+        raise ValueError(
+            f"Expected n_samples >= n_components but got n_components = {K}, "
+            f"n_samples = {S.shape[0]}")
+    if init_params == "kmeans":
+        seeds = kmeans_plusplus(S, K, random_state, Sw)
+        centers = lloyd(S, S[seeds], weights=Sw)
+        return _hard_assignment_stats(data, centers, ct)
+    if init_params == "k-means++":
+        idx = kmeans_plusplus(S, K, random_state, Sw)
+    elif init_params == "random_from_data":
+        if Sw is None:
+            idx = random_state.choice(S.shape[0], size=K, replace=False)
         else:
-            acc += sample_weight[lo:hi] @ X[lo:hi].astype(np.float64)
-    tot = n if sample_weight is None else sample_weight.sum()
+            pos = np.flatnonzero(Sw > 0)
+            if pos.size < K:
+                raise ValueError(
+                    "init_params='random_from_data' needs at least n_components "
+                    f"rows of positive weight, got {pos.size} for n_components={K}")
+            idx = pos[random_state.choice(pos.size, size=K, replace=False,
+                                          p=Sw[pos] / Sw[pos].sum())]
+    else:
+        raise ValueError(f"Unknown init_params {init_params!r}")
+    rows = np.ascontiguousarray(S[idx], dtype=data.dtype)
+    resp = np.eye(K)
+    if data.sample_weight is not None:
+        # one row per component; its weight is the row's weight when known,
+        # else (rows drawn in proportion to the weights) the mean weight
+        wk = Sw[idx] if Sw is not None else np.full(K, data.sample_weight.mean())
+        resp *= wk[:, None]
+    return _estep.stats_from_resp(rows, resp, rows, ct)
+
+
+def _random_resp_stats(data, K, ct, random_state):
+    """Uniform random responsibilities, drawn row by row in order: the same
+    numbers scikit-learn draws with ``uniform(size=(n_samples, K))``."""
+    ref = _weighted_mean(data)
+    refs = np.repeat(ref[None], K, axis=0)
+    total = None
+    for lo, block, w in data.iter_chunks():
+        for a in range(0, block.shape[0], RESP_CHUNK):
+            b = min(block.shape[0], a + RESP_CHUNK)
+            resp = random_state.uniform(size=(b - a, K))
+            resp /= resp.sum(axis=1)[:, None]
+            if w is not None:
+                resp *= w[a:b, None]
+            st = _estep.stats_from_resp(block[a:b], resp, refs, ct, ref)
+            total = st if total is None else total.merge(st)
+    return total
+
+
+def _weighted_mean(data):
+    acc = np.zeros(data.n_features)
+    tot = 0.0
+    for lo, block, w in data.iter_chunks():
+        if w is None:
+            acc += block.sum(axis=0, dtype=np.float64)
+            tot += block.shape[0]
+        else:
+            acc += w @ block.astype(np.float64)
+            tot += w.sum()
     return acc / tot
 
 
-def _hard_assignment_stats(X, centers, covariance_type, sample_weight):
-    """Statistics of X with each row given wholly to its nearest centre."""
+def _hard_assignment_stats(data, centers, covariance_type):
+    """Statistics of the rows with each row given wholly to its nearest centre."""
     k = _estep.kernels()
-    n, d = X.shape
     K = centers.shape[0]
-    block = _estep.block_size(d)
+    block_rows = _estep.block_size(data.n_features)
+    ref2 = centers.mean(axis=0)
     total = None
-    for lo, hi in _row_slices(n, RESP_CHUNK):
-        chunk = X[lo:hi]
-        labels = np.empty(hi - lo, dtype=np.int64)
-        dist = np.empty(hi - lo)
-        k.kmeans_assign(chunk, centers, block, labels, dist)
-        resp = np.zeros((hi - lo, K))
-        resp[np.arange(hi - lo), labels] = (
-            1.0 if sample_weight is None else sample_weight[lo:hi])
-        st = _estep.stats_from_resp(chunk, resp, centers, covariance_type,
-                                    centers.mean(axis=0))
-        total = st if total is None else total.merge(st)
+    for lo, block, w in data.iter_chunks():
+        for a in range(0, block.shape[0], RESP_CHUNK):
+            b = min(block.shape[0], a + RESP_CHUNK)
+            chunk = block[a:b]
+            labels = np.empty(b - a, dtype=np.int64)
+            dist = np.empty(b - a)
+            k.kmeans_assign(chunk, centers, block_rows, labels, dist)
+            resp = np.zeros((b - a, K))
+            resp[np.arange(b - a), labels] = 1.0 if w is None else w[a:b]
+            st = _estep.stats_from_resp(chunk, resp, centers, covariance_type, ref2)
+            total = st if total is None else total.merge(st)
     return total

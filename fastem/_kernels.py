@@ -1,12 +1,19 @@
 """Numba kernels: every ``@njit`` function of fastem, and nothing else.
 
+Note for editors: helpers marked ``inline="always"`` are inlined into the
+``prange`` bodies at the IR level with their parameter names, so a kernel's
+own argument must never share a name with a helper's parameter (Numba would
+treat the inlined assignment as a race).  Kernel outputs are named ``out_*``.
+
 All kernels take validated, C-contiguous float32 or float64 arrays (read-only
 arrays, such as memmap chunks, have signatures of their own).  Rows are split
 into tasks of ``task_rows`` rows (a multiple of ``block``) chosen by the
-caller from the data shape only, never from the thread count; ``prange`` runs
-over tasks, each task keeps its own partial statistics, and the partials are
-merged serially in task order.  Results are therefore bitwise identical for
-any number of threads.
+caller from the model's shape only, never from the thread count; ``prange``
+runs over tasks, each task keeps its own partial statistics, and the partials
+are added serially, in task order, to accumulators owned by the caller.
+Results are therefore bitwise identical for any number of threads, and a pass
+over chunks whose sizes are multiples of ``task_rows`` adds exactly the same
+numbers in the same order as one call on all rows.
 
 Inside a task, rows are processed in blocks of ``block`` rows that are first
 transposed to a (n_features, block) layout, so that the innermost loops run
@@ -464,30 +471,22 @@ def _add_into(dst, src):
         a[i] += b[i]
 
 
-@njit(cache=CACHE, inline="always")
-def _symmetrise(s2):
-    """Copy the upper triangle of each s2[k] to its lower triangle."""
-    for k in range(s2.shape[0]):
-        d = s2.shape[1]
-        for i in range(d):
-            for j in range(i + 1, d):
-                s2[k, j, i] = s2[k, i, j]
-
-
 # ---------------------------------------------------------------------------
 # E-step + statistics: one pass over the rows
 # ---------------------------------------------------------------------------
 
 
 def _sig_pass_full(dt, ro):
-    return types.Tuple((_arr(_f8, 1), _arr(_f8, 2), _arr(_f8, 3), _f8, _i8))(
+    return types.void(
         _arr(dt, 2, ro), _arr(_f8, 1), _arr(dt, 2), _arr(dt, 3), _arr(_f8, 1),
-        _arr(dt, 1), _i8, _i8, _i8,
+        _arr(dt, 1), _i8, _i8, _i8, _arr(_f8, 1), _arr(_f8, 2), _arr(_f8, 3),
+        _arr(_f8, 1),
     )
 
 
 @kernel(_sig_pass_full, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def pass_full(X, w, means, P, log_norm, ref2, mode, block, task_rows):
+def pass_full(X, w, means, P, log_norm, ref2, mode, block, task_rows, out_nk, out_s1,
+              out_s2, out_ll):
     """One EM pass for the full (mode 0) and tied (mode 1) covariance types.
 
     Parameters
@@ -498,11 +497,11 @@ def pass_full(X, w, means, P, log_norm, ref2, mode, block, task_rows):
     P : (K, d, d) upper-triangular precision Cholesky factors (tied: K copies)
     log_norm : (K,) log weight + log det P_k - d/2 log(2 pi)
     ref2 : (d,) reference of the tied total scatter (unused for full)
-
-    Returns
-    -------
-    nk (K,), s1 (K, d), s2 (K, d, d) or (1, d, d) for tied, sum of weighted
-    log-likelihoods, number of rows without a finite density.
+    out_nk, out_s1, out_s2 : (K,), (K, d), (K, d, d) or (1, d, d) for tied: float64
+        accumulators; each task's statistics are added to them in task order
+        (upper triangle of s2 only)
+    out_ll : (2,) float64 accumulator: [sum of weighted log-likelihoods,
+        number of rows without a finite density]
     """
     n, d = X.shape
     K = means.shape[0]
@@ -545,37 +544,31 @@ def pass_full(X, w, means, P, log_norm, ref2, mode, block, task_rows):
                              wd, tied_s1, p_nk[t], p_s1[t], p_s2[t])
         p_ll[t] = ll
         p_bad[t] = nbad
-    nk = np.zeros(K)
-    s1 = np.zeros((K, d))
-    s2 = np.zeros((K2, d, d))
-    ll = 0.0
-    nbad = 0
     for t in range(ntasks):
-        _add_into(nk, p_nk[t])
-        _add_into(s1, p_s1[t])
-        _add_into(s2, p_s2[t])
-        ll += p_ll[t]
-        nbad += p_bad[t]
-    _symmetrise(s2)
-    return nk, s1, s2, ll, nbad
+        _add_into(out_nk, p_nk[t])
+        _add_into(out_s1, p_s1[t])
+        _add_into(out_s2, p_s2[t])
+        out_ll[0] += p_ll[t]
+        out_ll[1] += p_bad[t]
 
 
 def _sig_pass_diag(dt, ro):
-    return types.Tuple((_arr(_f8, 1), _arr(_f8, 2), _arr(_f8, 2), _f8, _i8))(
+    return types.void(
         _arr(dt, 2, ro), _arr(_f8, 1), _arr(dt, 2), _arr(dt, 2), _arr(_f8, 1),
-        _i8, _i8,
+        _i8, _i8, _arr(_f8, 1), _arr(_f8, 2), _arr(_f8, 2), _arr(_f8, 1),
     )
 
 
 @kernel(_sig_pass_diag, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def pass_diag(X, w, means, prec, log_norm, block, task_rows):
+def pass_diag(X, w, means, prec, log_norm, block, task_rows, out_nk, out_s1, out_s2,
+              out_ll):
     """One EM pass for the diagonal and spherical covariance types.
 
     ``prec`` (K, d) holds the square roots of the diagonal precisions (the
-    spherical type passes its scalar broadcast over d).  Returns nk (K,),
-    s1 (K, d), s2 (K, d) (diagonal second moments around the means), the sum
-    of weighted log-likelihoods and the number of rows without a finite
-    density.
+    spherical type passes its scalar broadcast over d).  Adds, in task order,
+    to the accumulators out_nk (K,), out_s1 (K, d), out_s2 (K, d) (diagonal second
+    moments around the means) and out_ll = [sum of weighted log-likelihoods,
+    rows without a finite density].
     """
     n, d = X.shape
     K = means.shape[0]
@@ -612,18 +605,12 @@ def pass_diag(X, w, means, prec, log_norm, block, task_rows):
             _accumulate_diag(xt, nb, lp, means, diff, p_nk[t], p_s1[t], p_s2[t])
         p_ll[t] = ll
         p_bad[t] = nbad
-    nk = np.zeros(K)
-    s1 = np.zeros((K, d))
-    s2 = np.zeros((K, d))
-    ll = 0.0
-    nbad = 0
     for t in range(ntasks):
-        _add_into(nk, p_nk[t])
-        _add_into(s1, p_s1[t])
-        _add_into(s2, p_s2[t])
-        ll += p_ll[t]
-        nbad += p_bad[t]
-    return nk, s1, s2, ll, nbad
+        _add_into(out_nk, p_nk[t])
+        _add_into(out_s1, p_s1[t])
+        _add_into(out_s2, p_s2[t])
+        out_ll[0] += p_ll[t]
+        out_ll[1] += p_bad[t]
 
 
 # ---------------------------------------------------------------------------
@@ -690,19 +677,22 @@ def logprob_diag(X, means, prec, log_norm, block, out):
 
 
 def _sig_resp_stats(dt, ro):
-    return types.Tuple((_arr(_f8, 1), _arr(_f8, 2), _arr(_f8, 3), _arr(_f8, 2)))(
+    return types.void(
         _arr(dt, 2, ro), _arr(_f8, 2), _arr(dt, 2), _arr(dt, 1), _i8, _i8, _i8,
+        _arr(_f8, 1), _arr(_f8, 2), _arr(_f8, 3), _arr(_f8, 2),
     )
 
 
 @kernel(_sig_resp_stats, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def resp_stats(X, resp, ref, ref2, mode, block, task_rows):
+def resp_stats(X, resp, ref, ref2, mode, block, task_rows, out_nk, out_s1, out_s2,
+               out_s2d):
     """Statistics of X under given (weighted) responsibilities resp (n, K).
 
-    Returns nk (K,), s1 (K, d) around ref, s2 (K, d, d) for the full mode or
-    (1, d, d) total scatter around ref2 for the tied mode (empty for diag),
-    and s2d (K, d) diagonal second moments for the diag mode (empty
-    otherwise).  The row weights are the row sums of resp.
+    Adds, in task order, to the accumulators out_nk (K,), out_s1 (K, d)
+    around ref, out_s2 (K, d, d) for the full mode or (1, d, d) total scatter around ref2 for
+    the tied mode (upper triangle; pass (0, d, d) for diag), and out_s2d (K, d)
+    diagonal second moments for the diag mode (pass (0, d) otherwise).  The
+    row weights are the row sums of resp.
     """
     n, d = X.shape
     K = ref.shape[0]
@@ -739,17 +729,11 @@ def resp_stats(X, resp, ref, ref2, mode, block, task_rows):
             else:
                 _accumulate_full(xt, nb, lp, wrow, ref, ref2, tied, diff, wd, tied_s1,
                                  p_nk[t], p_s1[t], p_s2[t])
-    nk = np.zeros(K)
-    s1 = np.zeros((K, d))
-    s2 = np.zeros((K2, d, d))
-    s2d = np.zeros((Kd, d))
     for t in range(ntasks):
-        _add_into(nk, p_nk[t])
-        _add_into(s1, p_s1[t])
-        _add_into(s2, p_s2[t])
-        _add_into(s2d, p_s2d[t])
-    _symmetrise(s2)
-    return nk, s1, s2, s2d
+        _add_into(out_nk, p_nk[t])
+        _add_into(out_s1, p_s1[t])
+        _add_into(out_s2, p_s2[t])
+        _add_into(out_s2d, p_s2d[t])
 
 
 # ---------------------------------------------------------------------------

@@ -17,13 +17,31 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted
 
 from . import _estep, _init
-from ._suffstats import COVARIANCE_TYPES, GaussianParams, precision_cholesky
+from ._data import ArrayData, SourceData
+from ._suffstats import COVARIANCE_TYPES, GaussianParams
 from ._validation import check_sample_weight, validate_X
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 # Rows per call of the E-step-only kernel in predict/score: bounds the
 # (rows, n_components) temporary.
 PREDICT_CHUNK = 65_536
+
+
+def is_stream(X):
+    """Whether X is read chunk by chunk rather than validated in memory."""
+    import os
+
+    from . import io
+
+    if isinstance(X, (str, os.PathLike, io.ChunkSource)):
+        return True
+    if isinstance(X, (np.ndarray, list, tuple)) or hasattr(X, "iloc"):
+        return False
+    if hasattr(X, "__next__"):
+        return True
+    shape = getattr(X, "shape", None)
+    return (shape is not None and len(shape) == 2 and hasattr(X, "__getitem__")
+            and not hasattr(X, "__array_function__"))
 
 
 def _check_int(name, value, low, allow_none=False):
@@ -57,6 +75,9 @@ class _MixtureBase(DensityMixin, BaseEstimator):
             _check_int("max_iter", self.max_iter, 0)
             _check_int("verbose", self.verbose, 0)
             _check_int("verbose_interval", self.verbose_interval, 1)
+            if hasattr(self, "n_init"):
+                _check_int("n_init", self.n_init, 1)
+            _check_int("chunk_size", getattr(self, "chunk_size", None), 1, allow_none=True)
         except ValueError as exc:
             raise ValueError(str(exc).replace("{cls}", cls)) from None
         if self.covariance_type not in COVARIANCE_TYPES:
@@ -127,18 +148,55 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         self.precisions_cholesky_ = params.precisions_cholesky
         self.precisions_ = params.precisions()
 
-    def _iter_log_prob(self, X):
-        """Yield (start, weighted log prob) for row chunks of X."""
+    def _iter_log_prob(self, data):
+        """Yield weighted log probabilities (rows, K) for row chunks of data."""
         params = self._params()
-        n = X.shape[0]
         with _estep.thread_limits(self.n_jobs):
-            for lo in range(0, n, PREDICT_CHUNK):
-                hi = min(n, lo + PREDICT_CHUNK)
-                yield lo, _estep.weighted_log_prob(X[lo:hi], params)
+            for _, block, _ in data.iter_chunks():
+                for lo in range(0, block.shape[0], PREDICT_CHUNK):
+                    yield _estep.weighted_log_prob(block[lo:lo + PREDICT_CHUNK], params)
+
+    def _collect(self, data, reduce, width=None, dtype=np.float64):
+        """Apply reduce to each chunk's log probabilities and stack."""
+        parts = [reduce(wlp) for wlp in self._iter_log_prob(data)]
+        if parts:
+            return np.concatenate(parts, axis=0)
+        shape = (0,) if width is None else (0, width)
+        return np.empty(shape, dtype=dtype)
+
+    def _as_data(self, X, sample_weight=None, reset=False):
+        """Wrap X as RowData: validated in-memory arrays, or a chunk source
+        for paths, ChunkSources, iterables and array-likes that are not
+        numpy arrays (h5py, zarr)."""
+        if is_stream(X):
+            from . import io
+
+            src = io.chunks(X, chunk_size=getattr(self, "chunk_size", None))
+            d = src.n_features
+            if reset:
+                self.n_features_in_ = d
+                if hasattr(self, "feature_names_in_"):
+                    del self.feature_names_in_
+            elif d != self.n_features_in_:
+                raise ValueError(
+                    f"X has {d} features, but {type(self).__name__} is expecting "
+                    f"{self.n_features_in_} features as input.")
+            return SourceData(src, sample_weight)
+        X = validate_X(self, X, reset=reset, min_samples=2 if reset else 1)
+        w = None if sample_weight is None else check_sample_weight(sample_weight,
+                                                                   X.shape[0])
+        return ArrayData(X, w)
 
     def _check_predict_X(self, X):
         check_is_fitted(self)
-        return validate_X(self, X, reset=False)
+        return self._as_data(X, reset=False)
+
+    def _e_pass(self, data, params):
+        """One E-step pass over all rows: SuffStats under params."""
+        acc = _estep.StatsAccumulator(params, data.dtype)
+        for _, block, w in data.iter_chunks():
+            acc.add(block, w)
+        return acc.result()
 
     # -- public API ----------------------------------------------------------
 
@@ -153,11 +211,8 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         -------
         log_prob : ndarray of shape (n_samples,)
         """
-        X = self._check_predict_X(X)
-        out = np.empty(X.shape[0])
-        for lo, wlp in self._iter_log_prob(X):
-            out[lo:lo + wlp.shape[0]] = logsumexp(wlp, axis=1)
-        return out
+        data = self._check_predict_X(X)
+        return self._collect(data, lambda wlp: logsumexp(wlp, axis=1))
 
     def score(self, X, y=None, sample_weight=None):
         """Mean (weighted) per-sample log-likelihood of X.
@@ -189,11 +244,8 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        X = self._check_predict_X(X)
-        out = np.empty(X.shape[0], dtype=np.int64)
-        for lo, wlp in self._iter_log_prob(X):
-            out[lo:lo + wlp.shape[0]] = wlp.argmax(axis=1)
-        return out
+        data = self._check_predict_X(X)
+        return self._collect(data, lambda wlp: wlp.argmax(axis=1), dtype=np.int64)
 
     def predict_proba(self, X):
         """Posterior probability of each component for each sample.
@@ -206,12 +258,10 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         -------
         resp : ndarray of shape (n_samples, n_components)
         """
-        X = self._check_predict_X(X)
-        out = np.empty((X.shape[0], self.n_components))
-        for lo, wlp in self._iter_log_prob(X):
-            lse = logsumexp(wlp, axis=1)
-            out[lo:lo + wlp.shape[0]] = np.exp(wlp - lse[:, None])
-        return out
+        data = self._check_predict_X(X)
+        return self._collect(
+            data, lambda wlp: np.exp(wlp - logsumexp(wlp, axis=1)[:, None]),
+            width=self.n_components)
 
     def sample(self, n_samples=1):
         """Generate random samples from the fitted mixture.
@@ -362,6 +412,12 @@ class GaussianMixture(_MixtureBase):
     n_jobs : int or None, default=None
         Number of Numba threads (None: Numba's setting, -1: all cores).
         Results are bitwise identical for any value.
+    chunk_size : int or None, default=None
+        Rows read per chunk when X is streamed from disk or a chunk source
+        (default :data:`fastem.io.DEFAULT_CHUNK_SIZE`, 65536).  Memory use
+        is bounded by a few chunks.  With sizes that are multiples of 4096
+        (2048 for more than 8 features) the statistics are summed in exactly
+        the order of an in-memory fit.
 
     Attributes
     ----------
@@ -391,7 +447,7 @@ class GaussianMixture(_MixtureBase):
                  reg_covar=1e-6, max_iter=100, n_init=1, init_params="kmeans",
                  weights_init=None, means_init=None, precisions_init=None,
                  random_state=None, warm_start=False, verbose=0,
-                 verbose_interval=10, n_jobs=None):
+                 verbose_interval=10, n_jobs=None, chunk_size=None):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -407,13 +463,20 @@ class GaussianMixture(_MixtureBase):
         self.verbose = verbose
         self.verbose_interval = verbose_interval
         self.n_jobs = n_jobs
+        self.chunk_size = chunk_size
 
     def fit(self, X, y=None, sample_weight=None):
         """Estimate the model parameters with the EM algorithm.
 
         Parameters
         ----------
-        X : array-like of shape (n_samples, n_features)
+        X : array-like of shape (n_samples, n_features), or a data source
+            In-memory arrays (including memmaps) are processed in place.
+            A path (.npy, .csv, .parquet, .h5::dataset, .zarr), a
+            :class:`fastem.io.ChunkSource`, an array-like that is not a numpy
+            array (h5py, zarr) or an iterable of 2-D blocks is streamed chunk
+            by chunk, one pass per EM iteration, with memory bounded by
+            ``chunk_size``; the result equals the in-memory fit.
         y : ignored
         sample_weight : array-like of shape (n_samples,), default=None
             Non-negative row weights: each row's responsibilities are scaled
@@ -435,26 +498,21 @@ class GaussianMixture(_MixtureBase):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        Xv = self._fit(X, sample_weight)
-        out = np.empty(Xv.shape[0], dtype=np.int64)
-        for lo, wlp in self._iter_log_prob(Xv):
-            out[lo:lo + wlp.shape[0]] = wlp.argmax(axis=1)
-        return out
+        data = self._fit(X, sample_weight)
+        return self._collect(data, lambda wlp: wlp.argmax(axis=1), dtype=np.int64)
 
     # -- the EM driver -------------------------------------------------------
 
     def _fit(self, X, sample_weight):
         self._check_base_parameters()
-        _check_int("n_init", self.n_init, 1)
-        X = validate_X(self, X, reset=True, min_samples=2)
-        n, d = X.shape
+        data = self._as_data(X, sample_weight, reset=True)
         K = self.n_components
-        if n < K:
+        n = data.n_samples
+        if n is not None and n < K:
             raise ValueError(
                 f"Expected n_samples >= n_components but got n_components = {K}, "
                 f"n_samples = {n}")
-        w = None if sample_weight is None else check_sample_weight(sample_weight, n)
-        inits = self._check_initial_parameters(d)
+        inits = self._check_initial_parameters(data.n_features)
         do_init = not (self.warm_start and hasattr(self, "converged_"))
         n_init = self.n_init if do_init else 1
         rng = check_random_state(self.random_state)
@@ -466,7 +524,7 @@ class GaussianMixture(_MixtureBase):
                 self._print_verbose_init(init)
                 t0 = time.perf_counter()
                 if do_init:
-                    params = self._initial_params(X, w, rng, inits)
+                    params = self._initial_params(data, rng, inits)
                     lower_bound = -np.inf
                 else:
                     params = self._params()
@@ -476,7 +534,7 @@ class GaussianMixture(_MixtureBase):
                 n_iter = 0
                 for n_iter in range(1, self.max_iter + 1):
                     prev = lower_bound
-                    stats = _estep.compute_stats(X, params, w)
+                    stats = self._e_pass(data, params)
                     params = stats.m_step(self.reg_covar)
                     lower_bound = stats.mean_loglik()
                     bounds.append(lower_bound)
@@ -500,14 +558,13 @@ class GaussianMixture(_MixtureBase):
         self.n_iter_ = n_iter
         self.lower_bound_ = best_lb
         self.lower_bounds_ = bounds
-        return X
+        return data
 
-    def _initial_params(self, X, w, rng, inits):
+    def _initial_params(self, data, rng, inits):
         weights, means, precisions = inits
-        stats = None
         if weights is None or means is None or precisions is None:
-            stats = _init.initial_stats(X, self.n_components, self.covariance_type,
-                                        self.init_params, w, rng)
+            stats = _init.initial_stats(data, self.n_components, self.covariance_type,
+                                        self.init_params, rng)
             est = stats.m_step(self.reg_covar)
         ct = self.covariance_type
         if weights is None:
