@@ -117,6 +117,12 @@ class StatsAccumulator:
             raise TypeError(f"chunk dtype {X.dtype} differs from the pass's {self.dtype}")
         k = self._k
         w = _weights_arg(sample_weight)
+        with _serial_if(n <= self._task_rows):
+            self._run(k, X, w)
+        self.weight_sum += float(n) if sample_weight is None else float(np.sum(w))
+        self.n_rows += n
+
+    def _run(self, k, X, w):
         if self.covariance_type in ("full", "tied"):
             mode = k.MODE_TIED if self.covariance_type == "tied" else k.MODE_FULL
             k.pass_full(X, w, self._means, self._P, self._log_norm, self._ref2, mode,
@@ -125,8 +131,6 @@ class StatsAccumulator:
         else:
             k.pass_diag(X, w, self._means, self._P, self._log_norm, self._block,
                         self._task_rows, self.nk, self.s1, self.s2, self._acc)
-        self.weight_sum += float(n) if sample_weight is None else float(np.sum(w))
-        self.n_rows += n
 
     def result(self):
         """The accumulated statistics as a SuffStats value."""
@@ -235,16 +239,46 @@ def thread_limits(n_jobs):
     restored on exit.
     """
     import numba
-    from threadpoolctl import threadpool_limits
 
     previous = numba.get_num_threads()
     n = resolve_n_jobs(n_jobs)
     try:
         numba.set_num_threads(n if n is not None else previous)
-        with threadpool_limits(limits=1, user_api="blas"):
+        with _blas_controller().limit(limits=1, user_api="blas"):
             yield
     finally:
         numba.set_num_threads(previous)
+
+
+_CONTROLLER = []
+
+
+@contextlib.contextmanager
+def _serial_if(condition):
+    """Run a kernel on the calling thread only, when there is one task's worth
+    of rows: waking idle threads would cost more than the work (and much more
+    on a busy machine).  Results do not depend on the thread count."""
+    if not condition:
+        yield
+        return
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _blas_controller():
+    """One threadpoolctl controller per process: scanning the loaded
+    libraries costs milliseconds, too much for every mini-batch."""
+    if not _CONTROLLER:
+        from threadpoolctl import ThreadpoolController
+
+        _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
 
 
 def resolve_n_jobs(n_jobs):

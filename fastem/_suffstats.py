@@ -105,6 +105,16 @@ def precision_cholesky(covariances, covariance_type):
     if covariance_type in ("full", "tied"):
         covs = covariances[None] if covariance_type == "tied" else covariances
         K, d, _ = covs.shape
+        if np.all(np.isfinite(covs)):
+            try:
+                # batched: one LAPACK call per component inside numpy
+                chol = np.linalg.cholesky(covs)
+                out = np.swapaxes(np.linalg.solve(chol, np.broadcast_to(np.eye(d), covs.shape)),
+                                  1, 2)
+                out = np.triu(out)
+                return out[0] if covariance_type == "tied" else out
+            except np.linalg.LinAlgError:
+                pass  # find and name the failing component below
         out = np.empty_like(covs, dtype=np.float64)
         eye = np.eye(d)
         for k in range(K):

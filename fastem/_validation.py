@@ -35,13 +35,23 @@ def validate_X(estimator, X, reset, min_samples=1):
     return X
 
 
+_SMALL = 1 << 16
+
+
 def check_finite(X, what="X", row_offset=0):
     """Raise ValueError naming the first row/column of X holding NaN or inf."""
     if X.size == 0:
         return
-    row = _estep.kernels().first_nonfinite(X, 4096)
-    if row < 0:
-        return
+    if X.size <= _SMALL:
+        # small arrays: numpy is quicker than a parallel kernel launch
+        bad = ~np.isfinite(X).all(axis=1)
+        if not bad.any():
+            return
+        row = int(np.flatnonzero(bad)[0])
+    else:
+        row = _estep.kernels().first_nonfinite(X, 4096)
+        if row < 0:
+            return
     vals = X[row]
     col = int(np.flatnonzero(~np.isfinite(vals))[0])
     kind = "NaN" if np.isnan(vals[col]) else "infinity"

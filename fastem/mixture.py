@@ -27,6 +27,15 @@ INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 PREDICT_CHUNK = 65_536
 
 
+def _is_dask(X):
+    import sys
+
+    if "dask" not in sys.modules:
+        return False
+    mod = type(X).__module__ or ""
+    return mod.startswith("dask.")
+
+
 def is_stream(X):
     """Whether X is read chunk by chunk rather than validated in memory."""
     import os
@@ -157,7 +166,13 @@ class _MixtureBase(DensityMixin, BaseEstimator):
                     yield _estep.weighted_log_prob(block[lo:lo + PREDICT_CHUNK], params)
 
     def _collect(self, data, reduce, width=None, dtype=np.float64):
-        """Apply reduce to each chunk's log probabilities and stack."""
+        """Apply reduce to each chunk's log probabilities and stack.
+
+        A RowData with its own ``collect`` (Dask: a lazy array) handles it.
+        """
+        custom = getattr(data, "collect", None)
+        if custom is not None:
+            return custom(self._params(), reduce, width, dtype)
         parts = [reduce(wlp) for wlp in self._iter_log_prob(data)]
         if parts:
             return np.concatenate(parts, axis=0)
@@ -168,6 +183,10 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         """Wrap X as RowData: validated in-memory arrays, or a chunk source
         for paths, ChunkSources, iterables and array-likes that are not
         numpy arrays (h5py, zarr)."""
+        if _is_dask(X):
+            from ._dask import DaskData
+
+            return DaskData(self, X, sample_weight, reset=reset)
         if is_stream(X):
             from . import io
 
@@ -187,12 +206,29 @@ class _MixtureBase(DensityMixin, BaseEstimator):
                                                                    X.shape[0])
         return ArrayData(X, w)
 
+    def save(self, path):
+        """Save the fitted model (and any online state) to a ``.npz`` file.
+
+        The file holds arrays and JSON metadata only, never pickles; read it
+        back with :func:`fastem.load`.
+        """
+        from .persist import save
+
+        save(self, path)
+
     def _check_predict_X(self, X):
         check_is_fitted(self)
         return self._as_data(X, reset=False)
 
     def _e_pass(self, data, params):
-        """One E-step pass over all rows: SuffStats under params."""
+        """One E-step pass over all rows: SuffStats under params.
+
+        A RowData that computes elsewhere (Dask workers) provides its own
+        ``e_pass(params)``.
+        """
+        custom = getattr(data, "e_pass", None)
+        if custom is not None:
+            return custom(params)
         acc = _estep.StatsAccumulator(params, data.dtype)
         for _, block, w in data.iter_chunks():
             acc.add(block, w)
@@ -464,6 +500,11 @@ class GaussianMixture(_MixtureBase):
         self.verbose_interval = verbose_interval
         self.n_jobs = n_jobs
         self.chunk_size = chunk_size
+
+    def _persist_attributes(self):
+        return ["weights_", "means_", "covariances_", "precisions_",
+                "precisions_cholesky_", "converged_", "n_iter_", "lower_bound_",
+                "lower_bounds_", "n_features_in_", "feature_names_in_"]
 
     def fit(self, X, y=None, sample_weight=None):
         """Estimate the model parameters with the EM algorithm.

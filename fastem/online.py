@@ -1,0 +1,370 @@
+"""fastem.MiniBatchGaussianMixture: stepwise (online) EM with ``partial_fit``.
+
+Stepwise EM (Cappé and Moulines 2009; Liang and Klein 2009) keeps running
+sufficient statistics, normalised per row, and blends each mini-batch's
+statistics into them with a step size
+
+    rho_t = (t + learning_offset) ** -learning_decay,  0.5 < learning_decay <= 1,
+
+followed by an M-step.  The first ``burn_in`` batches are averaged with equal
+weights before the first M-step.  Optionally the parameters are averaged
+over the steps (Polyak-Ruppert).  The kernels and the M-step are the ones of
+:class:`fastem.GaussianMixture`.
+"""
+
+import numbers
+import time
+import warnings
+
+import numpy as np
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.utils import check_random_state
+
+from . import _estep, _init
+from ._data import ArrayData
+from ._suffstats import GaussianParams, precision_cholesky
+from .mixture import _MixtureBase, _precision_cholesky_from_precisions
+
+
+class MiniBatchGaussianMixture(_MixtureBase):
+    """Gaussian mixture fitted by stepwise online EM on mini-batches.
+
+    Parameters
+    ----------
+    n_components : int, default=1
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default='full'
+    batch_size : int, default=4096
+        Rows per mini-batch.
+    learning_decay : float in (0.5, 1], default=0.7
+    learning_offset : float >= 0, default=10.0
+        Step size ``rho_t = (t + learning_offset) ** -learning_decay`` for the
+        t-th mini-batch after the burn-in.
+    burn_in : int >= 1, default=1
+        Mini-batches whose statistics are averaged with equal weights before
+        the first M-step.
+    average : bool or int, default=False
+        Polyak-Ruppert averaging of the parameters: True averages every
+        M-step after the burn-in, an int ``k`` from the k-th mini-batch on.
+        The averaged parameters are the model's (``weights_``, ``means_``,
+        ...); the E-steps keep using the current iterate.
+    max_iter : int, default=10
+        Passes over the data in :meth:`fit`.
+    tol : float, default=1e-3
+        :meth:`fit` stops when the mean per-sample log-likelihood of a pass
+        changes by less than ``tol``.
+    reg_covar : float, default=1e-6
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+        Initialisation on the first mini-batch (:meth:`partial_fit`) or on a
+        random sample of the data (:meth:`fit`).
+    weights_init, means_init, precisions_init : array-like, default=None
+    random_state : int, RandomState instance or None, default=None
+        Initialisation and the shuffling of rows of in-memory arrays.
+    verbose : int, default=0
+    verbose_interval : int, default=10
+    n_jobs : int or None, default=None
+    chunk_size : int or None, default=None
+        Rows read per chunk from a file or chunk source.
+
+    Attributes
+    ----------
+    weights_, means_, covariances_, precisions_, precisions_cholesky_
+        As in :class:`fastem.GaussianMixture`.
+    n_steps_ : int
+        Mini-batches processed.
+    n_rows_seen_ : int
+    n_iter_ : int
+        Passes over the data made by the last :meth:`fit`.
+    converged_ : bool
+    lower_bound_ : float
+        Mean per-sample log-likelihood of the last pass (each batch scored
+        under the parameters before its update) or, after ``partial_fit``, of
+        the last batch.
+    lower_bounds_ : list of float
+        One value per pass of :meth:`fit`.
+    n_features_in_ : int
+    """
+
+    def __init__(self, n_components=1, *, covariance_type="full", batch_size=4096,
+                 learning_decay=0.7, learning_offset=10.0, burn_in=1, average=False,
+                 max_iter=10, tol=1e-3, reg_covar=1e-6, init_params="kmeans",
+                 weights_init=None, means_init=None, precisions_init=None,
+                 random_state=None, verbose=0, verbose_interval=10, n_jobs=None,
+                 chunk_size=None):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.batch_size = batch_size
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
+        self.burn_in = burn_in
+        self.average = average
+        self.max_iter = max_iter
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
+        self.n_jobs = n_jobs
+        self.chunk_size = chunk_size
+
+    # -- parameters ----------------------------------------------------------
+
+    def _check_online_parameters(self):
+        self._check_base_parameters()
+        cls = type(self).__name__
+        bs = self.batch_size
+        if isinstance(bs, bool) or not isinstance(bs, numbers.Integral) or bs < 1:
+            raise ValueError(f"The 'batch_size' parameter of {cls} must be an int >= 1. "
+                             f"Got {bs!r} instead.")
+        dec = self.learning_decay
+        if isinstance(dec, bool) or not isinstance(dec, numbers.Real) or not 0.5 < dec <= 1:
+            raise ValueError(
+                f"The 'learning_decay' parameter of {cls} must be in (0.5, 1] for "
+                f"stepwise EM to converge. Got {dec!r} instead.")
+        off = self.learning_offset
+        if isinstance(off, bool) or not isinstance(off, numbers.Real) or not off >= 0 \
+                or not np.isfinite(off):
+            raise ValueError(f"The 'learning_offset' parameter of {cls} must be a "
+                             f"finite float >= 0. Got {off!r} instead.")
+        bi = self.burn_in
+        if isinstance(bi, bool) or not isinstance(bi, numbers.Integral) or bi < 1:
+            raise ValueError(f"The 'burn_in' parameter of {cls} must be an int >= 1. "
+                             f"Got {bi!r} instead.")
+        av = self.average
+        if not (isinstance(av, (bool, np.bool_)) or (isinstance(av, numbers.Integral)
+                                                     and av >= 1)):
+            raise ValueError(f"The 'average' parameter of {cls} must be a bool or an "
+                             f"int >= 1. Got {av!r} instead.")
+
+    def _average_start(self):
+        if self.average is True or self.average is np.True_:
+            return self.burn_in
+        if not self.average:
+            return None
+        return max(int(self.average), self.burn_in)
+
+    # -- state ---------------------------------------------------------------
+
+    def _fresh_state(self):
+        return {"iterate": None, "stats": None, "avg": None, "n_avg": 0,
+                "n_steps": 0, "n_rows": 0}
+
+    def _get_state(self):
+        return {"iterate": self._iterate, "stats": self._stats, "avg": self._avg,
+                "n_avg": self._n_avg, "n_steps": self.n_steps_,
+                "n_rows": self.n_rows_seen_}
+
+    def _commit(self, state, lower_bound):
+        """Publish a new state (all attributes at once)."""
+        self._iterate = state["iterate"]
+        self._stats = state["stats"]
+        self._avg = state["avg"]
+        self._n_avg = state["n_avg"]
+        self.n_steps_ = state["n_steps"]
+        self.n_rows_seen_ = state["n_rows"]
+        shown = state["avg"] if state["avg"] is not None else state["iterate"]
+        self._set_params_from(shown)
+        self.lower_bound_ = lower_bound
+
+    def _persist_attributes(self):
+        return ["weights_", "means_", "covariances_", "precisions_",
+                "precisions_cholesky_", "converged_", "n_iter_", "lower_bound_",
+                "lower_bounds_", "n_features_in_", "feature_names_in_", "n_steps_",
+                "n_rows_seen_", "_iterate", "_stats", "_avg", "_n_avg", "_rng"]
+
+    # -- one step ------------------------------------------------------------
+
+    def _step(self, state, X, w):
+        """Blend one mini-batch into a copy of state; returns (state, batch ll)."""
+        params = state["iterate"]
+        acc = _estep.StatsAccumulator(params, X.dtype)
+        acc.add(X, w)
+        batch = acc.result()
+        ll = batch.mean_loglik()
+        batch = batch.scale(1.0 / batch.weight_sum)
+        t = state["n_steps"] + 1
+        running = state["stats"]
+        if running is None:
+            blended = batch
+        elif t <= self.burn_in:
+            blended = running.scale((t - 1) / t).merge(batch.scale(1.0 / t))
+        else:
+            rho = (t - self.burn_in + self.learning_offset) ** (-self.learning_decay)
+            blended = running.scale(1.0 - rho).merge(batch.scale(rho))
+        new = dict(state)
+        new["n_steps"] = t
+        new["n_rows"] = state["n_rows"] + X.shape[0]
+        if t >= self.burn_in:
+            iterate = blended.m_step(self.reg_covar)
+            ref2 = iterate.weights @ iterate.means
+            blended = blended.recenter(iterate.means, ref2)
+            new["iterate"] = iterate
+            start = self._average_start()
+            if start is not None and t >= start:
+                new["avg"], new["n_avg"] = _average(state["avg"], state["n_avg"], iterate)
+        new["stats"] = blended
+        return new, ll
+
+    def _initial_state(self, data, rng):
+        inits = self._check_initial_parameters(data.n_features)
+        weights, means, precisions = inits
+        if weights is None or means is None or precisions is None:
+            stats = _init.initial_stats(data, self.n_components, self.covariance_type,
+                                        self.init_params, rng)
+            est = stats.m_step(self.reg_covar)
+        ct = self.covariance_type
+        weights = est.weights if weights is None else weights
+        means = est.means if means is None else means
+        if precisions is None:
+            covs, pcs = est.covariances, est.precisions_cholesky
+        else:
+            pcs, covs = _precision_cholesky_from_precisions(precisions, ct)
+        state = self._fresh_state()
+        state["iterate"] = GaussianParams(ct, weights, means, covs, pcs)
+        return state
+
+    # -- public API ----------------------------------------------------------
+
+    def partial_fit(self, X, y=None, sample_weight=None):
+        """Update the model with one mini-batch.
+
+        The first call initialises the model from this batch (or from the
+        given initial parameters).  A call that raises leaves the model
+        exactly as it was.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+        y : ignored
+        sample_weight : array-like of shape (n_samples,), default=None
+
+        Returns
+        -------
+        self
+        """
+        self._check_online_parameters()
+        first = not hasattr(self, "_iterate")
+        saved = (getattr(self, "n_features_in_", None),
+                 getattr(self, "feature_names_in_", None))
+        try:
+            data = self._as_data(X, sample_weight, reset=first)
+            if not isinstance(data, ArrayData):
+                raise TypeError("partial_fit takes an in-memory mini-batch (array-like); "
+                                "use fit() for files and chunk sources.")
+            with _estep.thread_limits(self.n_jobs):
+                if first:
+                    rng = check_random_state(self.random_state)
+                    if data.n_samples < self.n_components:
+                        raise ValueError(
+                            "The first mini-batch initialises the model: expected "
+                            f"n_samples >= n_components but got n_components = "
+                            f"{self.n_components}, n_samples = {data.n_samples}")
+                    state = self._initial_state(data, rng)
+                else:
+                    rng = self._rng
+                    state = self._get_state()
+                state, ll = self._step(state, data.X, data.sample_weight)
+        except BaseException:
+            if first:
+                # undo what validation set on a fresh estimator
+                for name, value in zip(("n_features_in_", "feature_names_in_"), saved):
+                    if value is None and hasattr(self, name):
+                        delattr(self, name)
+            raise
+        self._rng = rng
+        self._commit(state, ll)
+        if first:
+            self.converged_ = False
+            self.n_iter_ = 0
+            self.lower_bounds_ = []
+        return self
+
+    def fit(self, X, y=None, sample_weight=None):
+        """Fit by passes of mini-batches over the data.
+
+        In-memory arrays are visited in a new random order each pass;
+        files, chunk sources and iterables in chunk order, each chunk cut
+        into mini-batches.  Initialisation uses a random sample of rows.
+
+        Returns
+        -------
+        self
+        """
+        self._check_online_parameters()
+        data = self._as_data(X, sample_weight, reset=True)
+        rng = check_random_state(self.random_state)
+        bounds = []
+        converged = False
+        with _estep.thread_limits(self.n_jobs):
+            size = _init.subsample_size(data.n_samples or _init.KMEANS_SAMPLE_MIN,
+                                        self.n_components)
+            S, Sw = data.sample(size, rng)
+            if S.shape[0] < self.n_components:
+                raise ValueError(
+                    f"Expected n_samples >= n_components but got n_components = "
+                    f"{self.n_components}, n_samples = {S.shape[0]}")
+            sample = ArrayData(np.ascontiguousarray(S, dtype=data.dtype), Sw)
+            state = self._initial_state(sample, rng)
+            prev = -np.inf
+            t0 = time.perf_counter()
+            n_pass = 0
+            for n_pass in range(1, self.max_iter + 1):
+                total = 0.0
+                weight = 0.0
+                for Xb, wb in self._batches(data, rng):
+                    state, ll = self._step(state, Xb, wb)
+                    bw = Xb.shape[0] if wb is None else float(np.sum(wb))
+                    total += ll * bw
+                    weight += bw
+                mean_ll = total / weight if weight > 0 else -np.inf
+                bounds.append(mean_ll)
+                if self.verbose and n_pass % self.verbose_interval == 0:
+                    print(f"  Pass {n_pass}\t time lapse {time.perf_counter() - t0:.5f}s"
+                          f"\t ll change {mean_ll - prev:.5f}")
+                if abs(mean_ll - prev) < self.tol:
+                    converged = True
+                    break
+                prev = mean_ll
+        self._rng = rng
+        self._commit(state, bounds[-1] if bounds else -np.inf)
+        self.lower_bounds_ = bounds
+        self.n_iter_ = n_pass
+        self.converged_ = converged
+        if not converged and self.max_iter > 1:
+            warnings.warn(
+                f"MiniBatchGaussianMixture did not converge in {self.max_iter} passes "
+                f"(tol={self.tol}). Increase max_iter or tol.", ConvergenceWarning,
+                stacklevel=2)
+        return self
+
+    def _batches(self, data, rng):
+        """Mini-batches (rows, weights) of one pass."""
+        bs = self.batch_size
+        if isinstance(data, ArrayData):
+            order = rng.permutation(data.n_samples)
+            for lo in range(0, data.n_samples, bs):
+                idx = np.sort(order[lo:lo + bs])
+                w = None if data.sample_weight is None else data.sample_weight[idx]
+                yield np.ascontiguousarray(data.X[idx]), w
+            return
+        for _, block, w in data.iter_chunks():
+            for lo in range(0, block.shape[0], bs):
+                yield block[lo:lo + bs], None if w is None else w[lo:lo + bs]
+
+
+def _average(avg, n_avg, params):
+    """Running average of parameters (Polyak-Ruppert)."""
+    m = n_avg + 1
+    if avg is None:
+        return GaussianParams(params.covariance_type, params.weights.copy(),
+                              params.means.copy(), params.covariances.copy(),
+                              params.precisions_cholesky.copy()), m
+    f = 1.0 / m
+    weights = avg.weights + f * (params.weights - avg.weights)
+    means = avg.means + f * (params.means - avg.means)
+    covs = avg.covariances + f * (params.covariances - avg.covariances)
+    return GaussianParams(params.covariance_type, weights, means, covs,
+                          precision_cholesky(covs, params.covariance_type)), m
