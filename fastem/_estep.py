@@ -178,34 +178,72 @@ def compute_stats(X, params, sample_weight=None):
     return acc.result()
 
 
+class RespAccumulator:
+    """Statistics under given responsibilities (initialisation), accumulated
+    chunk by chunk in task order like :class:`StatsAccumulator`.
+
+    Parameters
+    ----------
+    ref : ndarray of shape (K, d), the references of the moments
+    covariance_type : str
+    dtype : the data's dtype
+    ref2 : ndarray of shape (d,), the reference of the tied scatter
+    """
+
+    def __init__(self, ref, covariance_type, dtype, ref2=None):
+        k = self._k = kernels()
+        self.covariance_type = covariance_type
+        self.dtype = np.dtype(dtype)
+        self.ref = np.ascontiguousarray(ref, dtype=self.dtype)
+        K, d = self.ref.shape
+        if ref2 is None:
+            ref2 = self.ref.mean(axis=0)
+        self.ref2 = np.ascontiguousarray(ref2, dtype=self.dtype)
+        self.mode = {"full": k.MODE_FULL, "tied": k.MODE_TIED}.get(covariance_type,
+                                                                    k.MODE_DIAG)
+        self.nk = np.zeros(K)
+        self.s1 = np.zeros((K, d))
+        self.s2 = np.zeros((K if self.mode == k.MODE_FULL
+                            else (1 if self.mode == k.MODE_TIED else 0), d, d))
+        self.s2d = np.zeros((K if self.mode == k.MODE_DIAG else 0, d))
+        self.weight_sum = 0.0
+        self.n_rows = 0
+
+    def add(self, X, resp):
+        """Add rows X (n, d) with (weighted) responsibilities resp (n, K)."""
+        n = X.shape[0]
+        if n == 0:
+            return
+        d = X.shape[1]
+        resp = np.ascontiguousarray(resp, dtype=np.float64)
+        with _serial_if(n <= task_rows(d)):
+            self._k.resp_stats(X, resp, self.ref, self.ref2, self.mode, block_size(d),
+                               task_rows(d), self.nk, self.s1, self.s2, self.s2d)
+        self.weight_sum += float(resp.sum())
+        self.n_rows += n
+
+    def result(self):
+        ct = self.covariance_type
+        if ct == "full":
+            s2 = _upper_to_full(self.s2)
+        elif ct == "tied":
+            s2 = _upper_to_full(self.s2)[0]
+        else:
+            s2 = self.s2d
+        return SuffStats(ct, self.nk.copy(), self.s1.copy(), s2,
+                         self.ref.astype(np.float64), self.ref2.astype(np.float64),
+                         0.0, self.weight_sum, self.n_rows)
+
+
 def stats_from_resp(X, resp, ref, covariance_type, ref2=None):
     """Statistics of X under given (weighted) responsibilities (initialisation).
 
     resp : ndarray of shape (n_samples, K), float64, rows sum to the row weight.
     ref : ndarray of shape (K, d), the references of the moments.
     """
-    k = kernels()
-    n, d = X.shape
-    K = resp.shape[1]
-    mode = {"full": k.MODE_FULL, "tied": k.MODE_TIED}.get(covariance_type, k.MODE_DIAG)
-    refT = np.ascontiguousarray(ref, dtype=X.dtype)
-    if ref2 is None:
-        ref2 = refT.mean(axis=0)
-    ref2T = np.ascontiguousarray(ref2, dtype=X.dtype)
-    nk = np.zeros(K)
-    s1 = np.zeros((K, d))
-    s2 = np.zeros((K if mode == k.MODE_FULL else (1 if mode == k.MODE_TIED else 0), d, d))
-    s2d = np.zeros((K if mode == k.MODE_DIAG else 0, d))
-    k.resp_stats(X, np.ascontiguousarray(resp, dtype=np.float64), refT, ref2T, mode,
-                 block_size(d), task_rows(d), nk, s1, s2, s2d)
-    if covariance_type == "full":
-        s2 = _upper_to_full(s2)
-    elif covariance_type == "tied":
-        s2 = _upper_to_full(s2)[0]
-    else:
-        s2 = s2d
-    return SuffStats(covariance_type, nk, s1, s2, refT.astype(np.float64),
-                     ref2T.astype(np.float64), 0.0, float(resp.sum()), n)
+    acc = RespAccumulator(ref, covariance_type, X.dtype, ref2)
+    acc.add(X, resp)
+    return acc.result()
 
 
 def weighted_log_prob(X, params, out=None):

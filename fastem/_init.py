@@ -149,7 +149,7 @@ def _random_resp_stats(data, K, ct, random_state):
     numbers scikit-learn draws with ``uniform(size=(n_samples, K))``."""
     ref = _weighted_mean(data)
     refs = np.repeat(ref[None], K, axis=0)
-    total = None
+    acc = _estep.RespAccumulator(refs, ct, data.dtype, ref)
     for lo, block, w in data.iter_chunks():
         for a in range(0, block.shape[0], RESP_CHUNK):
             b = min(block.shape[0], a + RESP_CHUNK)
@@ -157,9 +157,8 @@ def _random_resp_stats(data, K, ct, random_state):
             resp /= resp.sum(axis=1)[:, None]
             if w is not None:
                 resp *= w[a:b, None]
-            st = _estep.stats_from_resp(block[a:b], resp, refs, ct, ref)
-            total = st if total is None else total.merge(st)
-    return total
+            acc.add(block[a:b], resp)
+    return acc.result()
 
 
 def _weighted_mean(data):
@@ -180,8 +179,8 @@ def _hard_assignment_stats(data, centers, covariance_type):
     k = _estep.kernels()
     K = centers.shape[0]
     block_rows = _estep.block_size(data.n_features)
-    ref2 = centers.mean(axis=0)
-    total = None
+    acc = _estep.RespAccumulator(centers, covariance_type, data.dtype,
+                                 centers.mean(axis=0))
     for lo, block, w in data.iter_chunks():
         for a in range(0, block.shape[0], RESP_CHUNK):
             b = min(block.shape[0], a + RESP_CHUNK)
@@ -191,6 +190,5 @@ def _hard_assignment_stats(data, centers, covariance_type):
             k.kmeans_assign(chunk, centers, block_rows, labels, dist)
             resp = np.zeros((b - a, K))
             resp[np.arange(b - a), labels] = 1.0 if w is None else w[a:b]
-            st = _estep.stats_from_resp(chunk, resp, centers, covariance_type, ref2)
-            total = st if total is None else total.merge(st)
-    return total
+            acc.add(chunk, resp)
+    return acc.result()
