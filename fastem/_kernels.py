@@ -193,17 +193,39 @@ def _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha, lp):
 
 @njit(cache=CACHE, fastmath=FASTMATH, inline="always")
 def _logprob_block_diag(xt, nb, means, prec, log_norm, maha, lp):
-    """Diagonal precisions: lp[k] = log_norm[k] - 0.5 sum_i ((x_i - mu_i) p_i)^2."""
+    """Diagonal precisions: lp[k] = log_norm[k] - 0.5 sum_i ((x_i - mu_i) p_i)^2.
+
+    Four features per sweep over the points: five loads and one store feed
+    four squared terms.
+    """
     K, d = means.shape
     for k in range(K):
         for r in range(nb):
             maha[r] = 0.0
-        for i in range(d):
-            m = means[k, i]
-            p = prec[k, i]
+        i = 0
+        while i + 3 < d:
+            m0 = means[k, i]
+            m1 = means[k, i + 1]
+            m2 = means[k, i + 2]
+            m3 = means[k, i + 3]
+            p0 = prec[k, i]
+            p1 = prec[k, i + 1]
+            p2 = prec[k, i + 2]
+            p3 = prec[k, i + 3]
             for r in range(nb):
-                t = (xt[i, r] - m) * p
-                maha[r] += t * t
+                t0 = (xt[i, r] - m0) * p0
+                t1 = (xt[i + 1, r] - m1) * p1
+                t2 = (xt[i + 2, r] - m2) * p2
+                t3 = (xt[i + 3, r] - m3) * p3
+                maha[r] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
+            i += 4
+        while i < d:
+            m0 = means[k, i]
+            p0 = prec[k, i]
+            for r in range(nb):
+                t0 = (xt[i, r] - m0) * p0
+                maha[r] += t0 * t0
+            i += 1
         c = log_norm[k]
         for r in range(nb):
             lp[k, r] = c - 0.5 * maha[r]
@@ -435,7 +457,8 @@ def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, diff, wd, tied_s1, nk,
 @njit(cache=CACHE, fastmath=FASTMATH, inline="always")
 def _accumulate_diag(xt, nb, resp, ref, diff, nk, s1, s2):
     """Add one block's statistics to (nk, s1, s2) for the diag/spherical
-    types: s2[k, i] = sum_r resp * (x_i - ref_ki)^2."""
+    types: s1[k, i] = sum_r resp (x_i - ref_ki), s2[k, i] = sum_r resp
+    (x_i - ref_ki)^2.  Two features per sweep share the loads of resp."""
     K, d = ref.shape
     for k in range(K):
         tot = 0.0
@@ -444,17 +467,40 @@ def _accumulate_diag(xt, nb, resp, ref, diff, nk, s1, s2):
         if tot == 0.0:
             continue
         nk[k] += tot
-        for i in range(d):
-            m = ref[k, i]
-            a = 0.0
-            b = 0.0
+        i = 0
+        while i + 1 < d:
+            m0 = ref[k, i]
+            m1 = ref[k, i + 1]
+            a0 = 0.0
+            b0 = 0.0
+            a1 = 0.0
+            b1 = 0.0
             for r in range(nb):
-                t = xt[i, r] - m
-                u = resp[k, r] * t
-                a += u
-                b += u * t
-            s1[k, i] += a
-            s2[k, i] += b
+                g = resp[k, r]
+                t0 = xt[i, r] - m0
+                t1 = xt[i + 1, r] - m1
+                u0 = g * t0
+                u1 = g * t1
+                a0 += u0
+                b0 += u0 * t0
+                a1 += u1
+                b1 += u1 * t1
+            s1[k, i] += a0
+            s2[k, i] += b0
+            s1[k, i + 1] += a1
+            s2[k, i + 1] += b1
+            i += 2
+        if i < d:
+            m0 = ref[k, i]
+            a0 = 0.0
+            b0 = 0.0
+            for r in range(nb):
+                t0 = xt[i, r] - m0
+                u0 = resp[k, r] * t0
+                a0 += u0
+                b0 += u0 * t0
+            s1[k, i] += a0
+            s2[k, i] += b0
 
 
 @njit(cache=CACHE, inline="always")
