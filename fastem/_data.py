@@ -39,6 +39,10 @@ class RowData:
         """
         n = self.n_samples
         w = self.sample_weight
+        if w is not None and np.all(w == w[0]):
+            # equal weights: draw exactly as without weights
+            S, _ = _unweighted(self, size, random_state)
+            return S, np.full(S.shape[0], w[0])
         if w is None:
             if size >= n:
                 idx = np.arange(n)
@@ -65,6 +69,15 @@ class RowData:
             if j == len(idx):
                 break
         return out
+
+
+def _unweighted(data, size, random_state):
+    n = data.n_samples
+    if size >= n:
+        idx = np.arange(n)
+    else:
+        idx = np.sort(random_state.choice(n, size, replace=False))
+    return data.take(idx), None
 
 
 class ArrayData(RowData):

@@ -38,27 +38,30 @@ def task_rows(n_features):
     return block_size(n_features) * BLOCKS_PER_TASK
 
 
+def _own(a, dtype):
+    """A fresh, writable, C-contiguous copy (the kernels' parameter arrays are
+    typed writable; fitted attributes may be read-only or broadcast views)."""
+    return np.array(a, dtype=dtype, order="C", copy=True)
+
+
 def kernel_args(params, dtype):
     """Means, precision factors and log normalisers in the kernels' layout."""
     K, d = params.means.shape
-    means = np.ascontiguousarray(params.means, dtype=dtype)
+    means = _own(params.means, dtype)
     ct = params.covariance_type
-    pc = params.precisions_cholesky
-    if ct == "full":
-        P = np.ascontiguousarray(pc, dtype=dtype)
-    elif ct == "tied":
-        P = np.ascontiguousarray(np.broadcast_to(pc, (K, d, d)), dtype=dtype)
-    elif ct == "diag":
-        P = np.ascontiguousarray(pc, dtype=dtype)
+    pc = np.asarray(params.precisions_cholesky)
+    if ct == "tied":
+        P = _own(np.broadcast_to(pc, (K, d, d)), dtype)
+    elif ct == "spherical":
+        P = _own(np.broadcast_to(pc[:, None], (K, d)), dtype)
     else:
-        P = np.ascontiguousarray(np.broadcast_to(pc[:, None], (K, d)), dtype=dtype)
-    return means, P, np.ascontiguousarray(params.log_norm(), dtype=np.float64)
+        P = _own(pc, dtype)
+    return means, P, _own(params.log_norm(), np.float64)
 
 
 def tied_reference(params, dtype):
     """Common reference point of the tied scatter: the mixture mean."""
-    ref2 = params.weights @ params.means
-    return np.ascontiguousarray(ref2, dtype=dtype)
+    return _own(params.weights @ params.means, dtype)
 
 
 def _upper_to_full(s2):
@@ -194,11 +197,11 @@ class RespAccumulator:
         k = self._k = kernels()
         self.covariance_type = covariance_type
         self.dtype = np.dtype(dtype)
-        self.ref = np.ascontiguousarray(ref, dtype=self.dtype)
+        self.ref = _own(ref, self.dtype)
         K, d = self.ref.shape
         if ref2 is None:
             ref2 = self.ref.mean(axis=0)
-        self.ref2 = np.ascontiguousarray(ref2, dtype=self.dtype)
+        self.ref2 = _own(ref2, self.dtype)
         self.mode = {"full": k.MODE_FULL, "tied": k.MODE_TIED}.get(covariance_type,
                                                                     k.MODE_DIAG)
         self.nk = np.zeros(K)

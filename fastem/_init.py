@@ -35,6 +35,8 @@ def kmeans_plusplus(S, n_clusters, random_state, weights=None):
     that lowers the potential most is kept.
     """
     m = S.shape[0]
+    if weights is not None and np.all(weights == weights[0]):
+        weights = None  # equal weights draw exactly as no weights
     w = np.ones(m) if weights is None else weights
     n_trials = 2 + int(math.log(n_clusters))
     first = random_state.choice(m, p=w / w.sum()) if weights is not None else (
@@ -122,7 +124,7 @@ def initial_stats(data, n_components, covariance_type, init_params, random_state
     if init_params == "k-means++":
         idx = kmeans_plusplus(S, K, random_state, Sw)
     elif init_params == "random_from_data":
-        if Sw is None:
+        if Sw is None or np.all(Sw == Sw[0]):
             idx = random_state.choice(S.shape[0], size=K, replace=False)
         else:
             pos = np.flatnonzero(Sw > 0)

@@ -133,7 +133,7 @@ def precision_cholesky(covariances, covariance_type):
     if np.any(bad):
         k = int(np.argwhere(bad)[0][0])
         raise _ill_defined(
-            f"component {k} has variance {cov.flat[np.flatnonzero(bad)[0]]!r}")
+            f"component {k} has variance {float(cov.flat[np.flatnonzero(bad)[0]])!r}")
     return 1.0 / np.sqrt(cov)
 
 

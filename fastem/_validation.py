@@ -57,7 +57,7 @@ def check_finite(X, what="X", row_offset=0):
     kind = "NaN" if np.isnan(vals[col]) else "infinity"
     raise ValueError(
         f"Input {what} contains {kind} at row {row + row_offset}, column {col} "
-        f"(value {vals[col]!r}). Remove or impute non-finite values (NaN or "
+        f"(value {float(vals[col])!r}). Remove or impute non-finite values (NaN or "
         "infinity) before fitting.")
 
 
@@ -79,7 +79,7 @@ def check_sample_weight(sample_weight, n_samples):
     if np.any(w < 0):
         i = int(np.flatnonzero(w < 0)[0])
         raise ValueError(f"Negative values in sample_weight are not allowed: "
-                         f"sample_weight[{i}] = {w[i]!r}.")
+                         f"sample_weight[{i}] = {float(w[i])!r}.")
     if not w.sum() > 0:
         raise ValueError("sample_weight sums to zero; at least one row needs a "
                          "positive weight.")

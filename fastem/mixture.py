@@ -46,6 +46,10 @@ def is_stream(X):
         return True
     if isinstance(X, (np.ndarray, list, tuple)) or hasattr(X, "iloc"):
         return False
+    import scipy.sparse
+
+    if scipy.sparse.issparse(X):
+        return False  # validation says dense data is required
     if hasattr(X, "__next__"):
         return True
     shape = getattr(X, "shape", None)

@@ -1,0 +1,73 @@
+"""Shared fixtures and helpers of the core test suite."""
+
+import os
+import sys
+from importlib import resources
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, os.path.dirname(__file__))
+
+import reference  # noqa: E402
+
+from fastem import GaussianParams  # noqa: E402
+
+COVARIANCE_TYPES = reference.COVARIANCE_TYPES
+DTYPES = (np.float64, np.float32)
+
+
+def to_params(p):
+    """A reference parameter dict as fastem's GaussianParams."""
+    return GaussianParams(p["covariance_type"], np.asarray(p["weights"], float),
+                          np.asarray(p["means"], float),
+                          np.asarray(p["covariances"], float),
+                          np.asarray(p["precisions_cholesky"], float))
+
+
+def rel_err(a, b):
+    """max |a - b| / max |b| (a scale-aware relative error)."""
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    assert a.shape == b.shape, (a.shape, b.shape)
+    den = np.max(np.abs(b)) if b.size else 1.0
+    return float(np.max(np.abs(a - b)) / den) if b.size else 0.0
+
+
+def assert_rel(a, b, rtol, what=""):
+    err = rel_err(a, b)
+    assert err <= rtol, f"{what}: relative error {err:.3e} > {rtol:.1e}"
+
+
+def make_blobs(n, centers, scale, rng, dtype=np.float64):
+    """Gaussian blobs with labels (rows shuffled)."""
+    centers = np.asarray(centers, dtype=np.float64)
+    K, d = centers.shape
+    labels = rng.integers(0, K, size=n)
+    X = centers[labels] + scale * rng.normal(size=(n, d))
+    return X.astype(dtype), labels
+
+
+@pytest.fixture(scope="session")
+def old_faithful():
+    path = resources.files("fastem.datasets") / "old_faithful.csv"
+    with resources.as_file(path) as p:
+        X = np.loadtxt(p, delimiter=",", skiprows=1)
+    assert X.shape == (272, 2)
+    return X
+
+
+@pytest.fixture(scope="session")
+def blobs3d():
+    """Three well separated 3-D blobs of unequal shape."""
+    rng = np.random.default_rng(1234)
+    centers = np.array([[0.0, 0.0, 0.0], [6.0, 1.0, -2.0], [-3.0, 7.0, 4.0]])
+    X, y = make_blobs(600, centers, 1.0, rng)
+    X[y == 1] *= np.array([1.0, 0.5, 1.5])  # anisotropic component
+    X[y == 1] += centers[1] * (1 - np.array([1.0, 0.5, 1.5]))
+    return X, y
+
+
+@pytest.fixture
+def rng():
+    return np.random.default_rng(0)

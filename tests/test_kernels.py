@@ -1,0 +1,392 @@
+"""The Numba kernels (through fastem._estep) against independent oracles."""
+
+import hashlib
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.mixture import GaussianMixture as SkGaussianMixture
+
+import reference
+from conftest import COVARIANCE_TYPES, DTYPES, assert_rel, make_blobs, to_params
+from fastem import GaussianMixture
+from fastem import _estep
+
+# n > one block (256 rows) with a ragged last block
+N, D, K = 1037, 4, 3
+
+
+def _data(dtype, seed=0, n=N, d=D, k=K, ct="full"):
+    rng = np.random.default_rng(seed)
+    p = reference.random_params(ct, k, d, rng)
+    X = rng.normal(size=(n, d)) * 2.5 + p["means"][rng.integers(0, k, n)]
+    return np.ascontiguousarray(X, dtype=dtype), p
+
+
+def _rtol(dtype):
+    return 1e-10 if dtype == np.float64 else 1e-4
+
+
+# ---------------------------------------------------------------------------
+# Per-row log densities
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_reference_log_densities_match_scipy(ct):
+    # the oracle itself, before anything is tested against it
+    X, p = _data(np.float64, ct=ct)
+    covs = reference.full_covariances(p["covariances"], ct, K, D)
+    got = reference.log_densities(X, p["means"], p["precisions_cholesky"], ct)
+    for k in range(K):
+        want = multivariate_normal.logpdf(X, p["means"][k], covs[k])
+        np.testing.assert_allclose(got[:, k], want, rtol=1e-12)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_log_densities_match_scipy(ct, dtype):
+    X, p = _data(dtype, ct=ct)
+    params = to_params(p)
+    wlp = _estep.weighted_log_prob(X, params)
+    assert wlp.shape == (N, K) and wlp.dtype == np.float64
+    got = wlp - np.log(p["weights"])
+    covs = reference.full_covariances(p["covariances"], ct, K, D)
+    X64 = X.astype(np.float64)
+    for k in range(K):
+        want = multivariate_normal.logpdf(X64, p["means"][k], covs[k])
+        np.testing.assert_allclose(got[:, k], want, rtol=_rtol(dtype),
+                                   atol=1e-12 if dtype == np.float64 else 1e-4)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_log_densities_d_above_8(ct):
+    # n_features > 8 selects the other block size and the unrolled path of
+    # the triangular product
+    X, p = _data(np.float64, n=300, d=11, k=2, ct=ct, seed=5)
+    got = _estep.weighted_log_prob(X, to_params(p))
+    want = reference.log_densities(X, p["means"], p["precisions_cholesky"], ct)
+    np.testing.assert_allclose(got - np.log(p["weights"]), want, rtol=1e-10)
+
+
+def test_log_densities_empty_X():
+    _, p = _data(np.float64)
+    out = _estep.weighted_log_prob(np.empty((0, D)), to_params(p))
+    assert out.shape == (0, K)
+
+
+# ---------------------------------------------------------------------------
+# Statistics of one pass
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_compute_stats_matches_reference(ct, dtype, weighted):
+    X, p = _data(dtype, ct=ct, seed=1)
+    rng = np.random.default_rng(2)
+    w = rng.uniform(0.0, 3.0, size=N) if weighted else None
+    st = _estep.compute_stats(X, to_params(p), w)
+    rtol = 1e-10 if dtype == np.float64 else 1e-4
+    # the references are the means, in the data's precision
+    np.testing.assert_array_equal(st.ref, p["means"].astype(dtype).astype(np.float64))
+    resp, mean_ll = reference.e_step(X, p, w)
+    resp_w = resp if w is None else resp * w[:, None]
+    nk, s1, s2 = reference.stats(X, resp_w, st.ref, ct, ref2=st.ref2, sample_weight=w)
+    assert_rel(st.nk, nk, rtol, "nk")
+    assert_rel(st.s1, s1, 10 * rtol if dtype == np.float32 else rtol, "s1")
+    assert_rel(st.s2, s2, rtol, "s2")
+    wsum = N if w is None else w.sum()
+    assert st.weight_sum == pytest.approx(wsum, rel=1e-12)
+    assert st.n_rows == N
+    assert st.mean_loglik() == pytest.approx(mean_ll, rel=rtol)
+    if ct == "tied":
+        np.testing.assert_allclose(st.ref2, p["weights"] @ st.ref, rtol=1e-6)
+
+
+def _ct_d_cases():
+    for ct in COVARIANCE_TYPES:
+        for d in (1, 2, 3, 7, 11):
+            yield pytest.param(ct, d, id=f"{ct}-{d}")
+
+
+@pytest.mark.parametrize("ct, d", list(_ct_d_cases()))
+def test_compute_stats_feature_counts(ct, d):
+    # odd and even n_features exercise every tail of the tiled moment loops
+    X, p = _data(np.float64, ct=ct, seed=9, n=700, d=d, k=2)
+    rng = np.random.default_rng(d)
+    w = rng.uniform(0.0, 2.0, size=700)
+    st = _estep.compute_stats(X, to_params(p), w)
+    resp, _ = reference.e_step(X, p, w)
+    nk, s1, s2 = reference.stats(X, resp * w[:, None], st.ref, ct, ref2=st.ref2,
+                                 sample_weight=w)
+    assert_rel(st.nk, nk, 1e-10, "nk")
+    assert_rel(st.s1, s1, 1e-10, "s1")
+    assert_rel(st.s2, s2, 1e-10, "s2")
+    if ct in ("full", "tied"):
+        np.testing.assert_array_equal(st.s2, np.swapaxes(st.s2, -1, -2))
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_m_step_of_compute_stats_matches_reference(ct):
+    X, p = _data(np.float64, ct=ct, seed=3)
+    got = _estep.compute_stats(X, to_params(p)).m_step(1e-6)
+    resp, _ = reference.e_step(X, p)
+    want = reference.m_step(X, resp, 1e-6, ct)
+    for name in ("weights", "means", "covariances", "precisions_cholesky"):
+        assert_rel(getattr(got, name), want[name], 1e-10, name)
+
+
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_stats_invariant_to_chunking(ct, weighted):
+    X, p = _data(np.float64, ct=ct, seed=4, n=5000)
+    params = to_params(p)
+    w = np.random.default_rng(0).uniform(0, 2, 5000) if weighted else None
+    whole = _estep.compute_stats(X, params, w)
+    cuts = [0, 1, 100, 257, 2048, 3999, 5000]
+    merged = None
+    for lo, hi in zip(cuts[:-1], cuts[1:]):
+        part = _estep.compute_stats(X[lo:hi], params, None if w is None else w[lo:hi])
+        merged = part if merged is None else merged.merge(part)
+    for name in ("nk", "s1", "s2"):
+        assert_rel(getattr(merged, name), getattr(whole, name), 1e-12, name)
+    assert merged.loglik == pytest.approx(whole.loglik, rel=1e-12)
+    assert merged.weight_sum == pytest.approx(whole.weight_sum, rel=1e-12)
+    assert merged.n_rows == whole.n_rows == 5000
+
+
+def test_stats_of_rows_with_no_density_raise():
+    X, p = _data(np.float64, ct="diag")
+    X = X.copy()
+    X[7] = 1e200  # squared Mahalanobis distance overflows: density 0 everywhere
+    with pytest.raises(ValueError, match="zero probability under every component"):
+        _estep.compute_stats(X, to_params(p))
+
+
+# ---------------------------------------------------------------------------
+# Input kinds: C, Fortran, read-only memmap
+# ---------------------------------------------------------------------------
+
+
+def _input_kinds(X, tmp_path):
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    mm = np.load(path, mmap_mode="r")
+    assert not mm.flags.writeable
+    return {"C": np.ascontiguousarray(X), "F": np.asfortranarray(X), "memmap": mm}
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_input_kinds_give_equal_fits(ct, dtype, tmp_path):
+    X, _ = _data(dtype, ct=ct, seed=6)
+    results = {}
+    for kind, Xk in _input_kinds(X, tmp_path).items():
+        gm = GaussianMixture(3, covariance_type=ct, random_state=0, tol=1e-6,
+                             max_iter=200).fit(Xk)
+        results[kind] = (gm.means_, gm.covariances_, gm.lower_bound_,
+                         gm.predict_proba(Xk), gm.score_samples(Xk))
+        assert gm.means_.dtype == np.float64
+    # Fortran input is copied to C order by the estimator: the same kernel runs
+    for a, b in zip(results["F"], results["C"]):
+        np.testing.assert_array_equal(a, b)
+    # a read-only memmap runs the read-only specialisation of the kernels,
+    # which LLVM may vectorise differently: equal to rounding
+    for a, b in zip(results["memmap"], results["C"]):
+        np.testing.assert_allclose(a, b, rtol=1e-12 if dtype == np.float64 else 1e-5,
+                                   atol=1e-13)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_compute_stats_on_readonly_memmap(dtype, tmp_path):
+    X, p = _data(dtype, ct="full", seed=7)
+    mm = _input_kinds(X, tmp_path)["memmap"]
+    a = _estep.compute_stats(X, to_params(p))
+    b = _estep.compute_stats(np.asarray(mm), to_params(p))
+    assert b.n_rows == a.n_rows
+    assert not np.asarray(mm).flags.writeable
+    # the read-only specialisation may be vectorised differently: equal to rounding
+    rtol = 1e-13 if dtype == np.float64 else 1e-6
+    for name in ("nk", "s1", "s2"):
+        assert_rel(getattr(a, name), getattr(b, name), rtol, name)
+    assert a.loglik == pytest.approx(b.loglik, rel=rtol)
+
+
+# ---------------------------------------------------------------------------
+# Responsibilities
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_responsibilities_sum_to_one(ct, dtype):
+    X, p = _data(dtype, ct=ct, seed=8)
+    gm = GaussianMixture(3, covariance_type=ct, random_state=0).fit(X)
+    proba = gm.predict_proba(X)
+    assert proba.shape == (N, 3)
+    assert np.all(proba >= 0) and np.all(proba <= 1)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    # and they are the reference posterior under the fitted parameters
+    fitted = {"covariance_type": ct, "weights": gm.weights_, "means": gm.means_,
+              "precisions_cholesky": gm.precisions_cholesky_}
+    want, _ = reference.e_step(X, fitted)
+    np.testing.assert_allclose(proba, want, rtol=0,
+                               atol=1e-10 if dtype == np.float64 else 1e-4)
+
+
+# ---------------------------------------------------------------------------
+# Data far from the origin
+# ---------------------------------------------------------------------------
+
+
+def _far_data():
+    rng = np.random.default_rng(11)
+    centers = 1e4 + np.array([[0.0, 0.0, 0.0], [0.08, -0.05, 0.06]])
+    X, _ = make_blobs(3000, centers, 0.01, rng)
+    return X
+
+
+def _far_init(X, ct):
+    # well-placed initial parameters: the two blob centres and spreads
+    means = 1e4 + np.array([[0.005, 0.0, -0.005], [0.07, -0.04, 0.05]])
+    var = 2e-4
+    cov = {"full": np.stack([var * np.eye(3)] * 2), "tied": var * np.eye(3),
+           "diag": np.full((2, 3), var), "spherical": np.full(2, var)}[ct]
+    return {"covariance_type": ct, "weights": np.array([0.4, 0.6]), "means": means,
+            "covariances": cov,
+            "precisions_cholesky": reference.precision_cholesky(cov, ct)}
+
+
+def _precisions(p):
+    pc = p["precisions_cholesky"]
+    ct = p["covariance_type"]
+    if ct == "full":
+        return np.einsum("kij,klj->kil", pc, pc)
+    if ct == "tied":
+        return pc @ pc.T
+    return pc**2
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_far_from_origin_statistics(ct):
+    X = _far_data()
+    p = _far_init(X, ct)
+    st = _estep.compute_stats(X, to_params(p))
+    resp, _ = reference.e_step(X, p)
+    nk, s1, s2 = reference.stats(X, resp, st.ref, ct, ref2=st.ref2)
+    assert_rel(st.nk, nk, 1e-10, "nk")
+    assert_rel(st.s1, s1, 1e-8, "s1")
+    assert_rel(st.s2, s2, 1e-8, "s2")
+    got = st.m_step(1e-10)
+    want = reference.m_step(X, resp, 1e-10, ct)
+    assert_rel(got.covariances, want["covariances"], 1e-8, "covariances")
+    assert_rel(got.means - 1e4, want["means"] - 1e4, 1e-8, "means")
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_far_from_origin_fit(ct):
+    X = _far_data()
+    p = _far_init(X, ct)
+    n_iter = 10
+    want, bounds = reference.em(X, p, n_iter, reg_covar=1e-10)
+    kw = dict(n_components=2, covariance_type=ct, tol=0, max_iter=n_iter,
+              reg_covar=1e-10, weights_init=p["weights"], means_init=p["means"],
+              precisions_init=_precisions(p))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm = GaussianMixture(**kw).fit(X)
+    assert_rel(gm.covariances_, want["covariances"], 1e-8, "covariances")
+    assert_rel(gm.means_ - 1e4, want["means"] - 1e4, 1e-8, "means")
+    assert_rel(gm.weights_, want["weights"], 1e-8, "weights")
+    np.testing.assert_allclose(gm.lower_bounds_, bounds, rtol=1e-10)
+    if ct == "full":
+        # scikit-learn's 'full' formula is two-pass too
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            sk = SkGaussianMixture(**kw).fit(X)
+        assert_rel(gm.covariances_, sk.covariances_, 1e-8, "covariances vs sklearn")
+        assert_rel(gm.means_ - 1e4, sk.means_ - 1e4, 1e-8, "means vs sklearn")
+
+
+# ---------------------------------------------------------------------------
+# Determinism across thread counts
+# ---------------------------------------------------------------------------
+
+_THREAD_SCRIPT = textwrap.dedent("""
+    import hashlib, warnings
+    import numpy as np
+    from sklearn.exceptions import ConvergenceWarning
+    from fastem import GaussianMixture
+    import numba
+    print("threads", numba.get_num_threads())
+    rng = np.random.default_rng(2024)
+    centers = rng.normal(size=(4, 5)) * 4
+    X = centers[rng.integers(0, 4, 50_000)] + rng.normal(size=(50_000, 5))
+    w = rng.uniform(0.5, 2.0, size=50_000)
+    warnings.simplefilter("ignore", ConvergenceWarning)
+    for dtype in (np.float32, np.float64):
+        Xd = X.astype(dtype)
+        for ct in ("full", "tied", "diag", "spherical"):
+            for sw in (None, w):
+                gm = GaussianMixture(4, covariance_type=ct, tol=0, max_iter=4,
+                                     random_state=0).fit(Xd, sample_weight=sw)
+                h = hashlib.sha256()
+                for a in (gm.weights_, gm.means_, gm.covariances_,
+                          gm.precisions_cholesky_, np.array(gm.lower_bounds_),
+                          gm.predict_proba(Xd[:2000])):
+                    h.update(np.ascontiguousarray(a).tobytes())
+                print(np.dtype(dtype).name, ct, sw is None, h.hexdigest())
+""")
+
+
+def _run_with_threads(n):
+    env = dict(os.environ, NUMBA_NUM_THREADS=str(n))
+    out = subprocess.run([sys.executable, "-c", _THREAD_SCRIPT], env=env,
+                         capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    assert lines[0] == f"threads {n}"
+    return lines[1:]
+
+
+def test_bitwise_identical_across_thread_counts():
+    one = _run_with_threads(1)
+    two = _run_with_threads(2)
+    assert len(one) == 16
+    assert one == two
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_n_jobs_bitwise_identical(ct, dtype):
+    rng = np.random.default_rng(3)
+    X, _ = make_blobs(20_000, rng.normal(size=(3, 4)) * 5, 1.0, rng, dtype)
+    digests = []
+    for n_jobs in (1, 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gm = GaussianMixture(3, covariance_type=ct, tol=0, max_iter=5,
+                                 random_state=0, n_jobs=n_jobs).fit(X)
+        h = hashlib.sha256()
+        for a in (gm.means_, gm.covariances_, np.array(gm.lower_bounds_),
+                  gm.score_samples(X)):
+            h.update(np.ascontiguousarray(a).tobytes())
+        digests.append(h.hexdigest())
+    assert digests[0] == digests[1]
+
+
+def test_n_jobs_restores_numba_threads():
+    import numba
+
+    before = numba.get_num_threads()
+    X, _ = _data(np.float64)
+    GaussianMixture(2, n_jobs=1, random_state=0).fit(X)
+    assert numba.get_num_threads() == before

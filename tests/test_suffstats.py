@@ -1,0 +1,309 @@
+"""SuffStats algebra (merge, scale, recenter), the M-step and precision Cholesky."""
+
+import numpy as np
+import pytest
+
+import reference
+from conftest import COVARIANCE_TYPES, assert_rel, to_params
+from fastem import SuffStats
+from fastem import _estep
+from fastem._suffstats import GaussianParams, precision_cholesky
+
+K, D = 3, 4
+
+
+def _setup(ct, seed=0, n=900, offset=0.0):
+    rng = np.random.default_rng(seed)
+    p = reference.random_params(ct, K, D, rng, offset=offset)
+    X = offset + rng.normal(size=(n, D)) * 3
+    resp = rng.dirichlet(np.ones(K), size=n)
+    w = rng.uniform(0.2, 2.0, size=n)
+    return X, p, resp * w[:, None], w
+
+
+def _stats(X, resp_w, ref, ct, ref2):
+    """SuffStats built from the reference moments (independent of the kernels)."""
+    nk, s1, s2 = reference.stats(X, resp_w, ref, ct, ref2=ref2,
+                                 sample_weight=resp_w.sum(axis=1))
+    return SuffStats(ct, nk, s1, s2, ref, ref2, loglik=0.0,
+                     weight_sum=resp_w.sum(), n_rows=X.shape[0])
+
+
+def _assert_stats_equal(a, b, rtol):
+    for name in ("nk", "s1", "s2"):
+        assert_rel(getattr(a, name), getattr(b, name), rtol, name)
+    assert a.weight_sum == pytest.approx(b.weight_sum, rel=rtol)
+    assert a.loglik == pytest.approx(b.loglik, rel=rtol, abs=1e-300)
+    assert a.n_rows == b.n_rows
+
+
+# ---------------------------------------------------------------------------
+# merge
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_merge_same_reference_equals_concatenated(ct):
+    X, p, resp_w, w = _setup(ct)
+    params = to_params(p)
+    a = _estep.compute_stats(X[:400], params, w[:400])
+    b = _estep.compute_stats(X[400:], params, w[400:])
+    whole = _estep.compute_stats(X, params, w)
+    merged = a.merge(b)
+    _assert_stats_equal(merged, whole, 1e-12)
+    np.testing.assert_array_equal(merged.ref, a.ref)
+    # the operands are not modified
+    again = _estep.compute_stats(X[:400], params, w[:400])
+    np.testing.assert_array_equal(a.s2, again.s2)
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e4])
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_merge_different_references_recenters(ct, offset):
+    X, p, resp_w, w = _setup(ct, seed=1, offset=offset)
+    rng = np.random.default_rng(5)
+    ref_a = offset + rng.normal(size=(K, D))
+    ref_b = offset + rng.normal(size=(K, D)) * 2
+    ref2_a = offset + rng.normal(size=D)
+    ref2_b = offset + rng.normal(size=D)
+    a = _stats(X[:300], resp_w[:300], ref_a, ct, ref2_a)
+    b = _stats(X[300:], resp_w[300:], ref_b, ct, ref2_b)
+    merged = a.merge(b)
+    np.testing.assert_array_equal(merged.ref, ref_a)
+    if ct == "tied":
+        np.testing.assert_array_equal(merged.ref2, ref2_a)
+    want = _stats(X, resp_w, ref_a, ct, ref2_a)
+    _assert_stats_equal(merged, want, 1e-10)
+    # and the M-step of the merged statistics is the reference M-step
+    got = merged.m_step(1e-6)
+    ref = reference.m_step(X, resp_w, 1e-6, ct)
+    assert_rel(got.means - offset, ref["means"] - offset, 1e-8, "means")
+    assert_rel(got.covariances, ref["covariances"], 1e-8, "covariances")
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_merge_is_associative_over_many_parts(ct):
+    X, p, resp_w, w = _setup(ct, seed=2)
+    rng = np.random.default_rng(6)
+    cuts = [0, 50, 51, 300, 700, 900]
+    parts = [_stats(X[lo:hi], resp_w[lo:hi], rng.normal(size=(K, D)), ct,
+                    rng.normal(size=D)) for lo, hi in zip(cuts[:-1], cuts[1:])]
+    left = parts[0]
+    for q in parts[1:]:
+        left = left.merge(q)
+    right = parts[-1]
+    for q in parts[-2::-1]:
+        right = q.merge(right)
+    _assert_stats_equal(left, right.recenter(left.ref, left.ref2), 1e-10)
+    _assert_stats_equal(left, _stats(X, resp_w, parts[0].ref, ct, parts[0].ref2), 1e-10)
+
+
+def test_merge_incompatible_raises():
+    X, p, resp_w, _ = _setup("full")
+    a = _stats(X, resp_w, p["means"], "full", None)
+    b = _stats(X, resp_w, p["means"], "diag", None)
+    with pytest.raises(ValueError, match="Cannot merge statistics of different models"):
+        a.merge(b)
+    c = _stats(X, resp_w[:, :2], p["means"][:2], "full", None)
+    with pytest.raises(ValueError, match="Cannot merge"):
+        a.merge(c)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_merge_with_zeros_is_identity(ct):
+    X, p, resp_w, _ = _setup(ct, seed=3)
+    a = _stats(X, resp_w, p["means"], ct, p["weights"] @ p["means"])
+    z = SuffStats.zeros(ct, np.zeros((K, D)), np.ones(D))
+    assert z.n_rows == 0 and z.weight_sum == 0.0 and np.all(z.nk == 0)
+    _assert_stats_equal(z.merge(a).recenter(a.ref, a.ref2), a, 1e-12)
+    _assert_stats_equal(a.merge(z), a, 0.0)
+
+
+# ---------------------------------------------------------------------------
+# scale, recenter, copy
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_scale(ct):
+    X, p, resp_w, _ = _setup(ct, seed=4)
+    a = _stats(X, resp_w, p["means"], ct, np.zeros(D))
+    a.loglik = -123.5
+    s = a.scale(0.25)
+    for name in ("nk", "s1", "s2"):
+        np.testing.assert_array_equal(getattr(s, name), getattr(a, name) * 0.25)
+    assert s.loglik == -123.5 * 0.25
+    assert s.weight_sum == a.weight_sum * 0.25
+    assert s.n_rows == a.n_rows
+    # scaling every sum leaves the M-step unchanged (up to the 10 eps)
+    ga, gs = a.m_step(1e-6), s.m_step(1e-6)
+    assert_rel(gs.means, ga.means, 1e-12, "means")
+    assert_rel(gs.covariances, ga.covariances, 1e-12, "covariances")
+    # weighting data by 2 == scaling its statistics by 2
+    twice = _stats(X, 2 * resp_w, p["means"], ct, np.zeros(D))
+    _assert_stats_equal(a.scale(2.0), SuffStats(ct, twice.nk, twice.s1, twice.s2, twice.ref,
+                                                twice.ref2, -247.0, twice.weight_sum,
+                                                twice.n_rows), 1e-14)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_recenter_round_trip(ct):
+    X, p, resp_w, _ = _setup(ct, seed=5)
+    a = _stats(X, resp_w, p["means"], ct, np.full(D, 0.5))
+    rng = np.random.default_rng(0)
+    new_ref, new_ref2 = rng.normal(size=(K, D)) * 5, rng.normal(size=D) * 5
+    b = a.recenter(new_ref, new_ref2)
+    np.testing.assert_array_equal(b.ref, new_ref)
+    # recentred statistics are the statistics around the new reference
+    want = _stats(X, resp_w, new_ref, ct, new_ref2 if ct == "tied" else a.ref2)
+    for name in ("nk", "s1", "s2"):
+        assert_rel(getattr(b, name), getattr(want, name), 1e-10, name)
+    back = b.recenter(a.ref, a.ref2)
+    for name in ("nk", "s1", "s2"):
+        assert_rel(getattr(back, name), getattr(a, name), 1e-10, name)
+    # the M-step does not depend on the reference
+    ga, gb = a.m_step(1e-6), b.m_step(1e-6)
+    for name in ("weights", "means", "covariances", "precisions_cholesky"):
+        assert_rel(getattr(gb, name), getattr(ga, name), 1e-9, name)
+
+
+def test_copy_is_independent():
+    X, p, resp_w, _ = _setup("full")
+    a = _stats(X, resp_w, p["means"], "full", None)
+    c = a.copy()
+    c.s2[0, 0, 0] += 1.0
+    c.nk[0] = -1
+    assert a.s2[0, 0, 0] != c.s2[0, 0, 0] and a.nk[0] != -1
+
+
+# ---------------------------------------------------------------------------
+# M-step
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("reg_covar", [0.0, 1e-6, 0.1])
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_m_step_matches_reference(ct, reg_covar):
+    X, p, resp_w, _ = _setup(ct, seed=6)
+    rng = np.random.default_rng(1)
+    a = _stats(X, resp_w, rng.normal(size=(K, D)), ct, rng.normal(size=D))
+    got = a.m_step(reg_covar)
+    want = reference.m_step(X, resp_w, reg_covar, ct)
+    assert isinstance(got, GaussianParams)
+    assert got.covariance_type == ct
+    for name in ("weights", "means", "covariances", "precisions_cholesky"):
+        assert_rel(getattr(got, name), want[name], 1e-10, name)
+    assert got.weights.sum() == pytest.approx(1.0, abs=1e-15)
+    shapes = {"full": (K, D, D), "tied": (D, D), "diag": (K, D), "spherical": (K,)}
+    assert got.covariances.shape == shapes[ct]
+    assert got.precisions_cholesky.shape == shapes[ct]
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_m_step_matches_sklearn_estimates(ct):
+    from sklearn.mixture._gaussian_mixture import _estimate_gaussian_parameters
+
+    X, p, _, _ = _setup(ct, seed=7)
+    resp = np.random.default_rng(3).dirichlet(np.ones(K), size=X.shape[0])
+    a = _stats(X, resp, p["means"], ct, X.mean(axis=0))
+    got = a.m_step(1e-6)
+    nk, means, covs = _estimate_gaussian_parameters(X, resp, 1e-6, ct)
+    assert_rel(got.weights, nk / nk.sum(), 1e-12, "weights")
+    assert_rel(got.means, means, 1e-12, "means")
+    assert_rel(got.covariances, covs, 1e-10, "covariances")
+
+
+def test_m_step_empty_component_is_finite():
+    X, p, resp_w, _ = _setup("diag", seed=8)
+    resp_w[:, 1] = 0.0
+    for ct in COVARIANCE_TYPES:
+        a = _stats(X, resp_w, p["means"], ct, np.zeros(D))
+        got = a.m_step(1e-3)
+        for name in ("weights", "means", "covariances", "precisions_cholesky"):
+            assert np.all(np.isfinite(getattr(got, name))), (ct, name)
+        np.testing.assert_array_equal(got.means[1], p["means"][1])
+
+
+# ---------------------------------------------------------------------------
+# precision Cholesky
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_precision_cholesky_matches_reference(ct):
+    p = reference.random_params(ct, K, D, np.random.default_rng(9))
+    got = precision_cholesky(p["covariances"], ct)
+    assert_rel(got, p["precisions_cholesky"], 1e-12, ct)
+    if ct in ("full", "tied"):
+        mats = got if ct == "full" else got[None]
+        covs = p["covariances"] if ct == "full" else p["covariances"][None]
+        for P, C in zip(mats, covs):
+            np.testing.assert_array_equal(P, np.triu(P))
+            np.testing.assert_allclose(P @ P.T @ C, np.eye(D), atol=1e-10)
+    gp = to_params(p)
+    back = reference.covariances_from_precisions_cholesky(gp.precisions_cholesky, ct)
+    assert_rel(back, p["covariances"], 1e-10, "round trip")
+
+
+@pytest.mark.parametrize("ct, cov, detail", [
+    ("full", np.stack([np.eye(2), np.array([[1.0, 2.0], [2.0, 1.0]])]),
+     "component 1's covariance is not positive definite"),
+    ("full", np.stack([np.eye(2), np.zeros((2, 2))]),
+     "component 1's covariance is not positive definite"),
+    ("full", np.stack([np.full((2, 2), np.nan), np.eye(2)]),
+     "component 0 has a non-finite covariance"),
+    ("tied", np.array([[1.0, 2.0], [2.0, 1.0]]),
+     "the tied covariance is not positive definite"),
+    ("diag", np.array([[1.0, 1.0], [1.0, 0.0]]), "component 1 has variance"),
+    ("diag", np.array([[1.0, -1.0], [1.0, 1.0]]), "component 0 has variance"),
+    ("spherical", np.array([1.0, 2.0, np.nan]), "component 2 has variance"),
+    ("spherical", np.array([1.0, np.inf]), "component 1 has variance"),
+])
+def test_precision_cholesky_ill_defined(ct, cov, detail):
+    with pytest.raises(ValueError, match="ill-defined empirical covariance") as info:
+        precision_cholesky(cov, ct)
+    assert detail in str(info.value)
+    assert "increase reg_covar" in str(info.value)
+
+
+@pytest.mark.parametrize("ct, cov, value", [
+    ("diag", np.array([[1.0, 1.0], [1.0, 0.0]]), "has variance 0.0)"),
+    ("spherical", np.array([1.0, -2.0]), "has variance -2.0)"),
+])
+def test_ill_defined_message_shows_plain_value(ct, cov, value):
+    with pytest.raises(ValueError) as info:
+        precision_cholesky(cov, ct)
+    assert value in str(info.value)
+
+
+def test_m_step_collapsed_component_raises():
+    # all the weight of component 0 on one point: zero covariance without reg_covar
+    X = np.vstack([np.ones((5, 2)), np.random.default_rng(0).normal(size=(20, 2))])
+    resp = np.zeros((25, 2))
+    resp[:5, 0] = 1
+    resp[5:, 1] = 1
+    for ct in ("full", "diag", "spherical"):
+        a = _stats(X, resp, np.zeros((2, 2)), ct, np.zeros(2))
+        with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+            a.m_step(0.0)
+        assert np.all(np.isfinite(a.m_step(1e-6).precisions_cholesky))
+
+
+# ---------------------------------------------------------------------------
+# GaussianParams
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_gaussian_params_precisions_and_log_norm(ct):
+    p = reference.random_params(ct, K, D, np.random.default_rng(10))
+    gp = to_params(p)
+    assert gp.n_components == K and gp.n_features == D
+    covs = reference.full_covariances(p["covariances"], ct, K, D)
+    prec = gp.precisions()
+    full_prec = reference.full_covariances(prec, ct, K, D)
+    for k in range(K):
+        np.testing.assert_allclose(full_prec[k] @ covs[k], np.eye(D), atol=1e-10)
+        sign, logdet = np.linalg.slogdet(covs[k])
+        want = np.log(p["weights"][k]) - 0.5 * logdet - 0.5 * D * np.log(2 * np.pi)
+        assert gp.log_norm()[k] == pytest.approx(want, rel=1e-12)
