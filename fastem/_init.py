@@ -120,6 +120,10 @@ def initial_stats(data, n_components, covariance_type, init_params, random_state
     if init_params == "kmeans":
         seeds = kmeans_plusplus(S, K, random_state, Sw)
         centers = lloyd(S, S[seeds], weights=Sw)
+        custom = getattr(data, "hard_assignment_stats", None)
+        if custom is not None:
+            # computed where the rows live (Dask workers)
+            return custom(centers, ct)
         return _hard_assignment_stats(data, centers, ct)
     if init_params == "k-means++":
         idx = kmeans_plusplus(S, K, random_state, Sw)

@@ -60,12 +60,20 @@ class _Kernel:
     variant is compiled (or loaded from the cache) the first time data of its
     kind arrives, so a float64 fit never pays for the float32 variants.
     The data array is always the first argument.
+
+    LLVM may vectorise the read-only variant of a kernel differently, which
+    changes the last bits of floating-point sums.  Kernels whose results must
+    not depend on the kind of input (``readonly="copy"``, the default) copy
+    read-only data into a writable array instead; callers hand them bounded
+    chunks.  ``readonly="native"`` kernels (finite checks) use the read-only
+    variant and never copy.
     """
 
-    def __init__(self, py_func, build, options):
+    def __init__(self, py_func, build, options, readonly="copy"):
         self.py_func = py_func
         self._build = build
         self._options = options
+        self._readonly = readonly
         self._variants = {}
         self.__name__ = py_func.__name__
         self.__doc__ = py_func.__doc__
@@ -80,21 +88,23 @@ class _Kernel:
         return fn
 
     def __call__(self, X, *args):
+        if not X.flags.writeable and self._readonly == "copy":
+            X = np.array(X, order="C", copy=True)
         return self.variant(X.dtype, not X.flags.writeable)(X, *args)
 
     def compile_all(self):
-        """Compile (or load) every variant: float32/float64 x writable/read-only."""
+        """Compile (or load) every variant this kernel uses."""
         for dt in (np.float32, np.float64):
-            for ro in (False, True):
+            for ro in ((False, True) if self._readonly == "native" else (False,)):
                 self.variant(dt, ro)
 
 
-def kernel(build, **options):
+def kernel(build, readonly="copy", **options):
     """Decorator: a lazily compiled, explicitly typed, cached Numba kernel."""
     options.setdefault("cache", CACHE)
 
     def wrap(py_func):
-        return _Kernel(py_func, build, options)
+        return _Kernel(py_func, build, options, readonly)
 
     return wrap
 
@@ -861,7 +871,7 @@ def _sig_nonfinite(dt, ro):
     return _i8(_arr(dt, 2, ro), _i8)
 
 
-@kernel(_sig_nonfinite, parallel=True, cache=CACHE)
+@kernel(_sig_nonfinite, readonly="native", parallel=True, cache=CACHE)
 def first_nonfinite(X, block):
     """Index of the first row holding a NaN or an infinity, or -1."""
     n, d = X.shape

@@ -39,6 +39,7 @@ Examples
 """
 
 import dataclasses
+import errno
 import importlib
 import json
 import math
@@ -390,6 +391,8 @@ def save(estimator, path):
 
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(errno.ENOENT, "No such folder to save the model in", path)
     fd, tmp = tempfile.mkstemp(prefix=".fastem-", suffix=".tmp", dir=folder)
     try:
         with os.fdopen(fd, "wb") as f:
@@ -478,8 +481,30 @@ def load(path):
         raise FileNotFoundError(2, "No such file or directory", path)
     if os.path.isdir(path):
         raise ValueError(f"{path} is a directory, not a fastem model file")
+    # Open the file here (not in np.load) so that it is closed on every error.
+    with open(path, "rb") as fh:
+        cls, params, attributes = _read_archive(fh, path)
+    known = cls().get_params(deep=False)
+    unknown = sorted(set(params) - set(known))
+    if unknown:
+        raise ValueError(
+            f"{path} sets parameters {unknown} that {cls.__name__} of this fastem does "
+            "not have; was it saved by a newer fastem?")
+    estimator = cls(**params)
+    for name, value in attributes.items():
+        if not _valid_attribute_name(name):
+            raise ValueError(f"{path} is corrupt: invalid attribute name {name!r}")
+        try:
+            setattr(estimator, name, value)
+        except (AttributeError, TypeError, ValueError) as exc:
+            raise ValueError(f"{path}: cannot restore attribute {name!r} of "
+                             f"{cls.__name__} ({exc})") from None
+    return estimator
+
+
+def _read_archive(fh, path):
     try:
-        archive = np.load(path, allow_pickle=False)
+        archive = np.load(fh, allow_pickle=False)
     except ValueError as exc:
         raise ValueError(f"{path} is not a fastem model file ({exc})") from None
     except (OSError, EOFError, zipfile.BadZipFile, zlib.error) as exc:
@@ -497,22 +522,7 @@ def load(path):
             attributes = _decode_section(meta, "attributes", dec)
         except _CorruptFile as exc:
             raise ValueError(f"{path} is corrupt: {exc}") from None
-    known = cls().get_params(deep=False)
-    unknown = sorted(set(params) - set(known))
-    if unknown:
-        raise ValueError(
-            f"{path} sets parameters {unknown} that {cls.__name__} of this fastem does "
-            "not have; was it saved by a newer fastem?")
-    estimator = cls(**params)
-    for name, value in attributes.items():
-        if not _valid_attribute_name(name):
-            raise ValueError(f"{path} is corrupt: invalid attribute name {name!r}")
-        try:
-            setattr(estimator, name, value)
-        except (AttributeError, TypeError, ValueError) as exc:
-            raise ValueError(f"{path}: cannot restore attribute {name!r} of "
-                             f"{cls.__name__} ({exc})") from None
-    return estimator
+    return cls, params, attributes
 
 
 def _decode_section(meta, section, dec):
