@@ -147,6 +147,10 @@ class SourceData(RowData):
 
             S = np.ascontiguousarray(reservoir_sample(self.source, size, random_state),
                                      dtype=np.float64)
-            check_finite(S, what=f"a sample of {self.name}")
+            if not np.all(np.isfinite(S)):
+                raise ValueError(
+                    f"Input {self.name} contains NaN or infinity (found in the rows "
+                    "drawn for initialisation). Remove or impute non-finite values "
+                    "(NaN or infinity) before fitting.")
             return S, None
         return super().sample(size, random_state)
