@@ -1,0 +1,1 @@
+"""asv benchmarks of fastem (see docs/benchmarks.md)."""
