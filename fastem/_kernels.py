@@ -1,9 +1,12 @@
 """Numba kernels: every ``@njit`` function of fastem, and nothing else.
 
-Note for editors: helpers marked ``inline="always"`` are inlined into the
-``prange`` bodies at the IR level with their parameter names, so a kernel's
-own argument must never share a name with a helper's parameter (Numba would
-treat the inlined assignment as a race).  Kernel outputs are named ``out_*``.
+Note for editors: every helper is marked ``inline="always"``: it is inlined
+into the kernels at the IR level and compiled with the kernel's flags.  (A
+helper compiled as a function of its own is cached once, with the flags of
+whichever kernel first needed it, so its code could differ between processes.)
+Inlined helpers keep their parameter names, so a kernel's own argument must
+never share a name with a helper's parameter (Numba would treat the inlined
+assignment as a race).  Kernel outputs are named ``out_*``.
 
 All kernels take validated, C-contiguous float32 or float64 arrays (read-only
 arrays, such as memmap chunks, have signatures of their own).  Rows are split
@@ -254,7 +257,7 @@ _EXP_MIN = -708.0                  # below this 2**n is subnormal: return 0
 _ONE_BITS = 1023 << 52
 
 
-@njit(cache=CACHE, fastmath=FASTMATH)
+@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
 def _exp_rows(x, nb, out, tmp, tmpi):
     """out[:nb] = exp(x[:nb]) for x <= 0 (0 for x < -708 and for -inf).
 
@@ -263,9 +266,9 @@ def _exp_rows(x, nb, out, tmp, tmpi):
     for r in range(nb):
         v = x[r]
         v = v if v > _EXP_MIN else _EXP_MIN
-        n = np.floor(v * _LOG2E + 0.5)
-        tmp[r] = n + _SHIFTER
-        red = (v - n * _LN2_HI) - n * _LN2_LO
+        nf = np.floor(v * _LOG2E + 0.5)
+        tmp[r] = nf + _SHIFTER
+        red = (v - nf * _LN2_HI) - nf * _LN2_LO
         p = 1.0 / 6227020800.0
         p = p * red + 1.0 / 479001600.0
         p = p * red + 1.0 / 39916800.0

@@ -582,7 +582,8 @@ def run_workload(tag, scale=1.0, dtype="float64", repeats=3, libraries=LIBRARIES
                                         for t in thread_list}
         first, last = per_thread[thread_list[0]], per_thread[thread_list[-1]]
         fe["thread_speedup"] = (first["ms_per_iter"] / last["ms_per_iter"]
-                                if last["ms_per_iter"] > 0 else float("nan"))
+                                if last["ms_per_iter"] > 0 and first["ms_per_iter"] > 0
+                                else float("nan"))
         fe["thread_speedup_of"] = f"{thread_list[-1]} vs {thread_list[0]} threads"
     res["fastem"] = fe
 
