@@ -327,8 +327,11 @@ def test_distributed_fit_equals_local(client, data, ct):
     with dask.config.set(scheduler="synchronous"):
         assert _dask._client() is None
         local = GaussianMixture(**kw).fit(da.from_array(data, chunks=CHUNK))
-    # same blocks, fixed merge tree: bitwise the model of the local scheduler
-    assert_bitwise(gm, local)
+    # same blocks, fixed merge tree: the model of the local scheduler.  With a
+    # warm Numba cache the two are bitwise equal; when the worker processes
+    # compile the kernels themselves (cold cache) the last bits have been seen
+    # to differ (3e-15 relative), so this cross-process check allows 1e-12.
+    assert_same_model(gm, local, 1e-12, ct)
     ref = GaussianMixture(**kw).fit(data)
     assert_same_model(gm, ref, 1e-9, ct)
     labels = gm.predict(da.from_array(data, chunks=CHUNK))
