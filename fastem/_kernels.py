@@ -341,20 +341,23 @@ def _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum, ex, tmp, tmpi):
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, inline="always")
-def _moments_full(resp, nb, diff, wd, s1, s2):
+def _moments_full(resp, nb, diff, wd, s1, s2, zero):
     """s1[i] += sum_r resp[r] diff[i, r]; s2[i, j] += sum_r resp[r] diff[i, r] diff[j, r]
     for j >= i (entries just below the diagonal may also be written; only the
     upper triangle is used).
 
     Register tiles of 2 rows x 4 columns: six loads feed eight multiply-adds.
-    wd (2, block) is scratch.
+    The sums over one block are formed in the data's precision (``zero`` is a
+    zero of that type; resp and wd (2, block) have it too) and added to the
+    float64 accumulators s1, s2: float32 data gets twice the SIMD width, and
+    the centred terms cannot make a variance negative.
     """
     d = diff.shape[0]
     i = 0
     while i < d:
         two = i + 1 < d
-        a0 = 0.0
-        a1 = 0.0
+        a0 = zero
+        a1 = zero
         if two:
             for r in range(nb):
                 t0 = resp[r] * diff[i, r]
@@ -373,15 +376,15 @@ def _moments_full(resp, nb, diff, wd, s1, s2):
             s1[i] += a0
         j = i
         while j + 3 < d:
-            c00 = 0.0
-            c01 = 0.0
-            c02 = 0.0
-            c03 = 0.0
+            c00 = zero
+            c01 = zero
+            c02 = zero
+            c03 = zero
             if two:
-                c10 = 0.0
-                c11 = 0.0
-                c12 = 0.0
-                c13 = 0.0
+                c10 = zero
+                c11 = zero
+                c12 = zero
+                c13 = zero
                 for r in range(nb):
                     u0 = wd[0, r]
                     u1 = wd[1, r]
@@ -414,8 +417,8 @@ def _moments_full(resp, nb, diff, wd, s1, s2):
             s2[i, j + 3] += c03
             j += 4
         while j < d:
-            c00 = 0.0
-            c10 = 0.0
+            c00 = zero
+            c10 = zero
             for r in range(nb):
                 v = diff[j, r]
                 c00 += wd[0, r] * v
@@ -428,14 +431,15 @@ def _moments_full(resp, nb, diff, wd, s1, s2):
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, inline="always")
-def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, diff, wd, tied_s1, nk, s1,
-                     s2):
+def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, diff, wd, rf, zero, tied_s1,
+                     nk, s1, s2):
     """Add one block's statistics to (nk, s1, s2) for the full/tied types.
 
     resp[k, :nb] are the (weighted) responsibilities, wrow[:nb] the row
     weights.  s1 and (full) s2[k] are taken around ref[k]; for the tied type
     s2[0] receives the weighted total scatter around ref2 instead.  Only the
-    upper triangle of s2 is written.
+    upper triangle of s2 is written.  rf (block,) in the data's type is
+    scratch; zero is a zero of that type.
     """
     K, d = ref.shape
     for k in range(K):
@@ -451,27 +455,32 @@ def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, diff, wd, tied_s1, nk,
             m = ref[k, i]
             for r in range(nb):
                 diff[i, r] = xt[i, r] - m
+        for r in range(nb):
+            rf[r] = resp[k, r]
         if tied:
             for i in range(d):
-                s = 0.0
+                s = zero
                 for r in range(nb):
-                    s += resp[k, r] * diff[i, r]
+                    s += rf[r] * diff[i, r]
                 s1[k, i] += s
         else:
-            _moments_full(resp[k], nb, diff, wd, s1[k], s2[k])
+            _moments_full(rf, nb, diff, wd, s1[k], s2[k], zero)
     if tied:
         for i in range(d):
             m = ref2[i]
             for r in range(nb):
                 diff[i, r] = xt[i, r] - m
-        _moments_full(wrow, nb, diff, wd, tied_s1, s2[0])
+        for r in range(nb):
+            rf[r] = wrow[r]
+        _moments_full(rf, nb, diff, wd, tied_s1, s2[0], zero)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, inline="always")
-def _accumulate_diag(xt, nb, resp, ref, diff, nk, s1, s2):
+def _accumulate_diag(xt, nb, resp, ref, rf, zero, nk, s1, s2):
     """Add one block's statistics to (nk, s1, s2) for the diag/spherical
     types: s1[k, i] = sum_r resp (x_i - ref_ki), s2[k, i] = sum_r resp
-    (x_i - ref_ki)^2.  Two features per sweep share the loads of resp."""
+    (x_i - ref_ki)^2.  Two features per sweep share the loads of resp; block
+    sums in the data's precision (rf scratch, zero of that type)."""
     K, d = ref.shape
     for k in range(K):
         tot = 0.0
@@ -480,16 +489,18 @@ def _accumulate_diag(xt, nb, resp, ref, diff, nk, s1, s2):
         if tot == 0.0:
             continue
         nk[k] += tot
+        for r in range(nb):
+            rf[r] = resp[k, r]
         i = 0
         while i + 1 < d:
             m0 = ref[k, i]
             m1 = ref[k, i + 1]
-            a0 = 0.0
-            b0 = 0.0
-            a1 = 0.0
-            b1 = 0.0
+            a0 = zero
+            b0 = zero
+            a1 = zero
+            b1 = zero
             for r in range(nb):
-                g = resp[k, r]
+                g = rf[r]
                 t0 = xt[i, r] - m0
                 t1 = xt[i + 1, r] - m1
                 u0 = g * t0
@@ -505,11 +516,11 @@ def _accumulate_diag(xt, nb, resp, ref, diff, nk, s1, s2):
             i += 2
         if i < d:
             m0 = ref[k, i]
-            a0 = 0.0
-            b0 = 0.0
+            a0 = zero
+            b0 = zero
             for r in range(nb):
                 t0 = xt[i, r] - m0
-                u0 = resp[k, r] * t0
+                u0 = rf[r] * t0
                 a0 += u0
                 b0 += u0 * t0
             s1[k, i] += a0
@@ -585,7 +596,9 @@ def pass_full(X, w, means, P, log_norm, ref2, mode, block, task_rows, out_nk, ou
         ex = np.empty(block)
         tmp = np.empty(block)
         tmpi = tmp.view(np.int64)
-        wd = np.empty((2, block))
+        wd = np.empty((2, block), dtype=X.dtype)
+        rf = np.empty(block, dtype=X.dtype)
+        zero = np.zeros(1, dtype=X.dtype)[0]
         tied_s1 = np.zeros(d)
         lo = t * task_rows
         hi = min(n, lo + task_rows)
@@ -600,7 +613,7 @@ def pass_full(X, w, means, P, log_norm, ref2, mode, block, task_rows, out_nk, ou
             ll += bl
             nbad += bb
             _accumulate_full(xt, nb, lp, wrow, means, ref2, mode == MODE_TIED, diff,
-                             wd, tied_s1, p_nk[t], p_s1[t], p_s2[t])
+                             wd, rf, zero, tied_s1, p_nk[t], p_s1[t], p_s2[t])
         p_ll[t] = ll
         p_bad[t] = nbad
     for t in range(ntasks):
@@ -640,7 +653,6 @@ def pass_diag(X, w, means, prec, log_norm, block, task_rows, out_nk, out_s1, out
     p_bad = np.zeros(ntasks, dtype=np.int64)
     for t in prange(ntasks):
         xt = np.empty((d, block), dtype=X.dtype)
-        diff = np.empty((d, block), dtype=X.dtype)
         maha = np.empty(block, dtype=X.dtype)
         lp = np.empty((K, block))
         wrow = np.empty(block)
@@ -649,6 +661,8 @@ def pass_diag(X, w, means, prec, log_norm, block, task_rows, out_nk, out_s1, out
         ex = np.empty(block)
         tmp = np.empty(block)
         tmpi = tmp.view(np.int64)
+        rf = np.empty(block, dtype=X.dtype)
+        zero = np.zeros(1, dtype=X.dtype)[0]
         lo = t * task_rows
         hi = min(n, lo + task_rows)
         ll = 0.0
@@ -661,7 +675,7 @@ def pass_diag(X, w, means, prec, log_norm, block, task_rows, out_nk, out_s1, out
                                       tmpi)
             ll += bl
             nbad += bb
-            _accumulate_diag(xt, nb, lp, means, diff, p_nk[t], p_s1[t], p_s2[t])
+            _accumulate_diag(xt, nb, lp, means, rf, zero, p_nk[t], p_s1[t], p_s2[t])
         p_ll[t] = ll
         p_bad[t] = nbad
     for t in range(ntasks):
@@ -769,7 +783,9 @@ def resp_stats(X, resp, ref, ref2, mode, block, task_rows, out_nk, out_s1, out_s
         diff = np.empty((d, block), dtype=X.dtype)
         lp = np.empty((K, block))
         wrow = np.empty(block)
-        wd = np.empty((2, block))
+        wd = np.empty((2, block), dtype=X.dtype)
+        rf = np.empty(block, dtype=X.dtype)
+        zero = np.zeros(1, dtype=X.dtype)[0]
         tied_s1 = np.zeros(d)
         lo = t * task_rows
         hi = min(n, lo + task_rows)
@@ -784,10 +800,10 @@ def resp_stats(X, resp, ref, ref2, mode, block, task_rows, out_nk, out_s1, out_s
                     s += v
                 wrow[r] = s
             if diag:
-                _accumulate_diag(xt, nb, lp, ref, diff, p_nk[t], p_s1[t], p_s2d[t])
+                _accumulate_diag(xt, nb, lp, ref, rf, zero, p_nk[t], p_s1[t], p_s2d[t])
             else:
-                _accumulate_full(xt, nb, lp, wrow, ref, ref2, tied, diff, wd, tied_s1,
-                                 p_nk[t], p_s1[t], p_s2[t])
+                _accumulate_full(xt, nb, lp, wrow, ref, ref2, tied, diff, wd, rf, zero,
+                                 tied_s1, p_nk[t], p_s1[t], p_s2[t])
     for t in range(ntasks):
         _add_into(out_nk, p_nk[t])
         _add_into(out_s1, p_s1[t])

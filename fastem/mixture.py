@@ -480,7 +480,8 @@ class GaussianMixture(_MixtureBase):
     Notes
     -----
     Parameters are stored in float64; float32 data is processed by float32
-    kernels, with statistics accumulated in float64.
+    kernels: each block of at most 256 rows is summed in float32 around the
+    current means and the block sums are accumulated in float64.
     """
 
     def __init__(self, n_components=1, *, covariance_type="full", tol=1e-3,

@@ -25,6 +25,13 @@ N = 20_000
 CHUNK = 3_001  # odd: block boundaries never fall on the kernels' task boundaries
 
 
+def _rtol(dtype):
+    # float32 data: the kernels sum each block of rows in float32 before adding
+    # it to float64 statistics, so partitions that cut the kernels' blocks
+    # elsewhere (CHUNK is odd) change the result at float32 rounding level
+    return 1e-9 if np.dtype(dtype) == np.float64 else 1e-7
+
+
 @pytest.fixture(scope="module")
 def data():
     X, _ = make_blobs(N, CENTERS, 1.0, np.random.default_rng(7))
@@ -69,7 +76,7 @@ def test_fit_equals_in_memory_explicit_init(data, ct, dtype):
     ref = GaussianMixture(**kw).fit(X)
     gm = GaussianMixture(**kw).fit(da.from_array(X, chunks=(CHUNK, 1)))
     assert gm.n_features_in_ == 3
-    assert_same_model(gm, ref, 1e-9, f"{ct} {np.dtype(dtype)}")
+    assert_same_model(gm, ref, _rtol(dtype), f"{ct} {np.dtype(dtype)}")
 
 
 @no_convergence
@@ -82,7 +89,7 @@ def test_fit_equals_in_memory_default_init(data, ct, dtype):
     kw = dict(n_components=3, covariance_type=ct, tol=0, max_iter=10, random_state=3)
     ref = GaussianMixture(**kw).fit(X)
     gm = GaussianMixture(**kw).fit(da.from_array(X, chunks=CHUNK))
-    assert_same_model(gm, ref, 1e-9, f"{ct} {np.dtype(dtype)}")
+    assert_same_model(gm, ref, _rtol(dtype), f"{ct} {np.dtype(dtype)}")
 
 
 @no_convergence
