@@ -51,7 +51,7 @@ def kernel_args(params, dtype):
     ct = params.covariance_type
     pc = np.asarray(params.precisions_cholesky)
     if ct == "tied":
-        P = _own(np.broadcast_to(pc, (K, d, d)), dtype)
+        P = _own(pc[None], dtype)  # the kernels use P[0]
     elif ct == "spherical":
         P = _own(np.broadcast_to(pc[:, None], (K, d)), dtype)
     else:
@@ -62,6 +62,14 @@ def kernel_args(params, dtype):
 def tied_reference(params, dtype):
     """Common reference point of the tied scatter: the mixture mean."""
     return _own(params.weights @ params.means, dtype)
+
+
+def tied_projection(params, ref2, dtype):
+    """(mu_k - ref2)^T P for the tied E-step (zeros (K, d) otherwise)."""
+    if params.covariance_type != "tied":
+        return np.zeros(params.means.shape, dtype=dtype)
+    centred = params.means - np.asarray(ref2, dtype=np.float64)
+    return _own(centred @ np.asarray(params.precisions_cholesky), dtype)
 
 
 def _upper_to_full(s2):
@@ -97,6 +105,7 @@ class StatsAccumulator:
         self.covariance_type = ct = params.covariance_type
         self._means, self._P, self._log_norm = kernel_args(params, self.dtype)
         self._ref2 = tied_reference(params, self.dtype)
+        self._proj = tied_projection(params, self._ref2, self.dtype)
         self._block = block_size(d)
         self._task_rows = task_rows(d)
         self.nk = np.zeros(K)
@@ -128,9 +137,9 @@ class StatsAccumulator:
     def _run(self, k, X, w):
         if self.covariance_type in ("full", "tied"):
             mode = k.MODE_TIED if self.covariance_type == "tied" else k.MODE_FULL
-            k.pass_full(X, w, self._means, self._P, self._log_norm, self._ref2, mode,
-                        self._block, self._task_rows, self.nk, self.s1, self.s2,
-                        self._acc)
+            k.pass_full(X, w, self._means, self._P, self._log_norm, self._ref2,
+                        self._proj, mode, self._block, self._task_rows, self.nk,
+                        self.s1, self.s2, self._acc)
         else:
             k.pass_diag(X, w, self._means, self._P, self._log_norm, self._block,
                         self._task_rows, self.nk, self.s1, self.s2, self._acc)
@@ -259,7 +268,10 @@ def weighted_log_prob(X, params, out=None):
     if n == 0:
         return out
     if params.covariance_type in ("full", "tied"):
-        k.logprob_full(X, means, P, log_norm, block_size(d), out)
+        ref2 = tied_reference(params, X.dtype)
+        mode = k.MODE_TIED if params.covariance_type == "tied" else k.MODE_FULL
+        k.logprob_full(X, means, P, log_norm, ref2, tied_projection(params, ref2, X.dtype),
+                       mode, block_size(d), out)
     else:
         k.logprob_diag(X, means, P, log_norm, block_size(d), out)
     return out

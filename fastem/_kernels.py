@@ -205,6 +205,67 @@ def _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha, lp):
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, inline="always")
+def _logprob_block_tied(xt, nb, ref2, Pt, proj, log_norm, diff, Y, maha, lp):
+    """Tied precision: one triangular product per row instead of one per
+    component.
+
+    Y = Pt^T (x - ref2) is formed once; then for every k,
+    (x - mu_k)^T Sigma^-1 (x - mu_k) = ||Y - proj_k||^2 with
+    proj_k = Pt^T (mu_k - ref2).  Centring at ref2 (the mixture mean) keeps
+    both terms at the scale of the data's spread, so nothing cancels.
+    """
+    K, d = proj.shape
+    for i in range(d):
+        m = ref2[i]
+        for r in range(nb):
+            diff[i, r] = xt[i, r] - m
+    for j in range(d):
+        p0 = Pt[0, j]
+        for r in range(nb):
+            Y[j, r] = diff[0, r] * p0
+        i = 1
+        while i + 3 <= j:
+            pa = Pt[i, j]
+            pb = Pt[i + 1, j]
+            pc = Pt[i + 2, j]
+            pd = Pt[i + 3, j]
+            for r in range(nb):
+                Y[j, r] += (diff[i, r] * pa + diff[i + 1, r] * pb) + (
+                    diff[i + 2, r] * pc + diff[i + 3, r] * pd)
+            i += 4
+        while i <= j:
+            pa = Pt[i, j]
+            for r in range(nb):
+                Y[j, r] += diff[i, r] * pa
+            i += 1
+    for k in range(K):
+        for r in range(nb):
+            maha[r] = 0.0
+        j = 0
+        while j + 3 < d:
+            b0 = proj[k, j]
+            b1 = proj[k, j + 1]
+            b2 = proj[k, j + 2]
+            b3 = proj[k, j + 3]
+            for r in range(nb):
+                t0 = Y[j, r] - b0
+                t1 = Y[j + 1, r] - b1
+                t2 = Y[j + 2, r] - b2
+                t3 = Y[j + 3, r] - b3
+                maha[r] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
+            j += 4
+        while j < d:
+            b0 = proj[k, j]
+            for r in range(nb):
+                t0 = Y[j, r] - b0
+                maha[r] += t0 * t0
+            j += 1
+        c = log_norm[k]
+        for r in range(nb):
+            lp[k, r] = c - 0.5 * maha[r]
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
 def _logprob_block_diag(xt, nb, means, prec, log_norm, maha, lp):
     """Diagonal precisions: lp[k] = log_norm[k] - 0.5 sum_i ((x_i - mu_i) p_i)^2.
 
@@ -549,14 +610,14 @@ def _add_into(dst, src):
 def _sig_pass_full(dt, ro):
     return types.void(
         _arr(dt, 2, ro), _arr(_f8, 1), _arr(dt, 2), _arr(dt, 3), _arr(_f8, 1),
-        _arr(dt, 1), _i8, _i8, _i8, _arr(_f8, 1), _arr(_f8, 2), _arr(_f8, 3),
-        _arr(_f8, 1),
+        _arr(dt, 1), _arr(dt, 2), _i8, _i8, _i8, _arr(_f8, 1), _arr(_f8, 2),
+        _arr(_f8, 3), _arr(_f8, 1),
     )
 
 
 @kernel(_sig_pass_full, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def pass_full(X, w, means, P, log_norm, ref2, mode, block, task_rows, out_nk, out_s1,
-              out_s2, out_ll):
+def pass_full(X, w, means, P, log_norm, ref2, proj, mode, block, task_rows, out_nk,
+              out_s1, out_s2, out_ll):
     """One EM pass for the full (mode 0) and tied (mode 1) covariance types.
 
     Parameters
@@ -564,9 +625,10 @@ def pass_full(X, w, means, P, log_norm, ref2, mode, block, task_rows, out_nk, ou
     X : (n, d) float32/float64
     w : (n,) float64 sample weights, or an empty array for unit weights
     means : (K, d), same dtype as X; also the reference of the statistics
-    P : (K, d, d) upper-triangular precision Cholesky factors (tied: K copies)
+    P : (K, d, d) upper-triangular precision Cholesky factors ((1, d, d) for tied)
     log_norm : (K,) log weight + log det P_k - d/2 log(2 pi)
-    ref2 : (d,) reference of the tied total scatter (unused for full)
+    ref2 : (d,) reference of the tied total scatter and of the tied E-step
+    proj : (K, d) tied: P^T (mu_k - ref2) (unused for full)
     out_nk, out_s1, out_s2 : (K,), (K, d), (K, d, d) or (1, d, d) for tied: float64
         accumulators; each task's statistics are added to them in task order
         (upper triangle of s2 only)
@@ -600,6 +662,7 @@ def pass_full(X, w, means, P, log_norm, ref2, mode, block, task_rows, out_nk, ou
         rf = np.empty(block, dtype=X.dtype)
         zero = np.zeros(1, dtype=X.dtype)[0]
         tied_s1 = np.zeros(d)
+        Y = np.empty((d if mode == MODE_TIED else 0, block), dtype=X.dtype)
         lo = t * task_rows
         hi = min(n, lo + task_rows)
         ll = 0.0
@@ -607,7 +670,12 @@ def pass_full(X, w, means, P, log_norm, ref2, mode, block, task_rows, out_nk, ou
         for start in range(lo, hi, block):
             nb = min(block, hi - start)
             _load_block(X, start, nb, xt)
-            _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha, lp)
+            if mode == MODE_TIED:
+                _logprob_block_tied(xt, nb, ref2, P[0], proj, log_norm, diff, Y, maha,
+                                    lp)
+            else:
+                _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha,
+                                    lp)
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum, ex, tmp,
                                       tmpi)
             ll += bl
@@ -693,13 +761,15 @@ def pass_diag(X, w, means, prec, log_norm, block, task_rows, out_nk, out_s1, out
 
 def _sig_logprob_full(dt, ro):
     return types.void(
-        _arr(dt, 2, ro), _arr(dt, 2), _arr(dt, 3), _arr(_f8, 1), _i8, _arr(_f8, 2)
+        _arr(dt, 2, ro), _arr(dt, 2), _arr(dt, 3), _arr(_f8, 1), _arr(dt, 1),
+        _arr(dt, 2), _i8, _i8, _arr(_f8, 2)
     )
 
 
 @kernel(_sig_logprob_full, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def logprob_full(X, means, P, log_norm, block, out):
-    """out[n, k] = log w_k + log N(x_n | mu_k, Sigma_k) (full/tied)."""
+def logprob_full(X, means, P, log_norm, ref2, proj, mode, block, out):
+    """out[n, k] = log w_k + log N(x_n | mu_k, Sigma_k) (full/tied; ref2 and
+    proj as in pass_full)."""
     n, d = X.shape
     K = means.shape[0]
     nblocks = (n + block - 1) // block
@@ -710,10 +780,14 @@ def logprob_full(X, means, P, log_norm, block, out):
         acc2 = np.empty(block, dtype=X.dtype)
         maha = np.empty(block, dtype=X.dtype)
         lp = np.empty((K, block))
+        Y = np.empty((d if mode == MODE_TIED else 0, block), dtype=X.dtype)
         start = b * block
         nb = min(block, n - start)
         _load_block(X, start, nb, xt)
-        _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha, lp)
+        if mode == MODE_TIED:
+            _logprob_block_tied(xt, nb, ref2, P[0], proj, log_norm, diff, Y, maha, lp)
+        else:
+            _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha, lp)
         for r in range(nb):
             for k in range(K):
                 out[start + r, k] = lp[k, r]

@@ -17,6 +17,8 @@ CASES = {
     "em_iterations.py": ["em_iterations.png"],
     "large_blobs.py": [],
     "anomaly_detection.py": ["anomaly_detection.png"],
+    "streaming_from_disk.py": ["learning_curve.png"],
+    "dask_cluster.py": [],
 }
 
 
