@@ -27,16 +27,13 @@ except ImportError as exc:  # pragma: no cover - exercised without dask only
     ) from exc
 
 from . import _estep
-from ._data import ArrayData, RowData
+from ._data import ArrayData, RowData, sample_indices
 from ._validation import check_finite
 
 # Statistics of up to this many neighbouring blocks are merged (in block
 # order) by one task of the reduction tree; the tree's depth is
 # ceil(log_FAN_IN(n_blocks)).
 TREE_FAN_IN = 8
-# Above this many rows, the distinct rows of the initial subsample are drawn
-# without numpy's permutation of all n rows (which needs 8 n bytes).
-SAMPLE_PERMUTATION_MAX = 1 << 26
 
 
 # -- helpers that run on the workers ------------------------------------------
@@ -441,8 +438,8 @@ class DaskData(RowData):
         """A random subsample of rows (float64), gathered from the workers.
 
         Without sample weights the rows are those an in-memory array of the
-        same rows gives for the same ``random_state`` (for up to 2**26 rows;
-        above, distinct rows are drawn without permuting all rows).  With
+        same rows gives for the same ``random_state``
+        (:func:`fastem._data.sample_indices`).  With
         sample weights, the rows are drawn with replacement in proportion to
         the weights, block by block on the workers (a multinomial split of
         ``size`` over the blocks by their weight sums), and returned with
@@ -451,13 +448,7 @@ class DaskData(RowData):
         n = self.n_samples
         self._ensure_ready()
         if self.sample_weight is None:
-            if size >= n:
-                idx = np.arange(n)
-            elif n <= SAMPLE_PERMUTATION_MAX:
-                idx = np.sort(random_state.choice(n, size, replace=False))
-            else:
-                idx = _distinct_indices(random_state, n, size)
-            return self.take(idx), None
+            return self.take(sample_indices(n, size, random_state)), None
         blocks = self._blocks()
         wblocks = self._weight_blocks()
         if self._block_positive.sum() <= size:
@@ -477,12 +468,3 @@ class DaskData(RowData):
 
 def _is_dask_object(obj):
     return (type(obj).__module__ or "").startswith("dask.")
-
-
-def _distinct_indices(random_state, n, size):
-    """``size`` distinct sorted indices in [0, n), for n too large to permute."""
-    idx = np.unique(random_state.randint(0, n, size=size, dtype=np.int64))
-    while idx.size < size:
-        more = random_state.randint(0, n, size=size - idx.size, dtype=np.int64)
-        idx = np.unique(np.concatenate([idx, more]))
-    return idx
