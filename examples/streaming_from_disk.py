@@ -99,6 +99,17 @@ def main(out_dir):
           f"{elapsed:.3f} s (3 batch iterations: {t3:.3f} s), held-out "
           f"log-likelihood {final:.4f}, {100 * gap:.3f}% from batch EM")
 
+    # the same pass over the rows already in memory (no file reading)
+    mem = fastem.MiniBatchGaussianMixture(K, batch_size=BATCH, random_state=0)
+    mem.partial_fit(Xtr[:BATCH])  # initialises from the first batch
+    t0 = time.perf_counter()
+    for lo in range(BATCH, N_TRAIN, BATCH):
+        mem.partial_fit(Xtr[lo:lo + BATCH])
+    t_mem = time.perf_counter() - t0
+    print(f"online EM, the same pass over in-memory rows (after the initialising "
+          f"batch): {t_mem:.3f} s against {t3:.3f} s for 3 batch iterations; held-out "
+          f"log-likelihood {mem.score(Xte):.4f}")
+
     fig, ax = plt.subplots(figsize=(6, 3.6))
     ax.plot(seen, curve, marker=".", label="online EM (one pass, partial_fit)")
     ax.axhline(target, color="k", linestyle="--", label="batch EM, converged")

@@ -74,11 +74,7 @@ def tied_projection(params, ref2, dtype):
 
 def _upper_to_full(s2):
     """Fill the lower triangles of (K, d, d) from the upper triangles."""
-    iu = np.triu_indices(s2.shape[-1], 1)
-    out = s2.copy()
-    for k in range(s2.shape[0]):
-        out[k][(iu[1], iu[0])] = s2[k][iu]
-    return out
+    return np.triu(s2) + np.swapaxes(np.triu(s2, 1), -1, -2)
 
 
 class StatsAccumulator:
@@ -95,9 +91,12 @@ class StatsAccumulator:
     params : GaussianParams
         The current parameters (the E-step's and the moments' reference).
     dtype : numpy dtype, float32 or float64
+    rows_per_task : int, optional
+        Rows per parallel task instead of :func:`task_rows` (a multiple of
+        :func:`block_size`).
     """
 
-    def __init__(self, params, dtype):
+    def __init__(self, params, dtype, rows_per_task=None):
         self._k = kernels()
         self.params = params
         self.dtype = np.dtype(dtype)
@@ -107,7 +106,10 @@ class StatsAccumulator:
         self._ref2 = tied_reference(params, self.dtype)
         self._proj = tied_projection(params, self._ref2, self.dtype)
         self._block = block_size(d)
-        self._task_rows = task_rows(d)
+        # rows_per_task (a multiple of the block size) overrides the fixed task
+        # size: mini-batches use smaller tasks so that both threads work on a
+        # batch; results then depend on it only through rounding
+        self._task_rows = task_rows(d) if rows_per_task is None else int(rows_per_task)
         self.nk = np.zeros(K)
         self.s1 = np.zeros((K, d))
         if ct == "full":

@@ -15,6 +15,15 @@ def validate_X(estimator, X, reset, min_samples=1):
     C-contiguous input (a memmap) is used without copying.  Non-finite values
     raise ValueError naming the first offending row and column.
     """
+    if (not reset and type(X) is np.ndarray and X.ndim == 2
+            and X.dtype in (np.float64, np.float32) and X.flags.c_contiguous
+            and X.shape[0] >= min_samples and X.shape[1] > 0
+            and X.shape[1] == getattr(estimator, "n_features_in_", -1)
+            and not hasattr(estimator, "feature_names_in_")):
+        # the common case of predicting / partial_fit on a clean float array:
+        # nothing for scikit-learn's validation to convert or to check
+        check_finite(X)
+        return X
     dtype = getattr(X, "dtype", None)
     if dtype is not None and not isinstance(X, np.ndarray):
         dtype = None
@@ -43,7 +52,11 @@ def check_finite(X, what="X", row_offset=0):
     if X.size == 0:
         return
     if X.size <= _SMALL:
-        # small arrays: numpy is quicker than a parallel kernel launch
+        # small arrays: numpy is quicker than a parallel kernel launch; a
+        # finite sum proves every value finite (an overflowing sum of finite
+        # values falls through to the exact check)
+        if np.isfinite(np.add.reduce(X, axis=None)):
+            return
         bad = ~np.isfinite(X).all(axis=1)
         if not bad.any():
             return

@@ -180,7 +180,11 @@ class MiniBatchGaussianMixture(_MixtureBase):
     def _step(self, state, X, w):
         """Blend one mini-batch into a copy of state; returns (state, batch ll)."""
         params = state["iterate"]
-        acc = _estep.StatsAccumulator(params, X.dtype)
+        d = X.shape[1]
+        # a mini-batch is often a single fixed-size task: split it in two-block
+        # tasks so that every thread has work
+        acc = _estep.StatsAccumulator(params, X.dtype,
+                                      rows_per_task=2 * _estep.block_size(d))
         acc.add(X, w)
         batch = acc.result()
         ll = batch.mean_loglik()
