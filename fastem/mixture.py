@@ -18,6 +18,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from . import _estep, _init
 from ._data import ArrayData, SourceData
+from ._progress import progress_bar
 from ._suffstats import COVARIANCE_TYPES, GaussianParams
 from ._validation import check_sample_weight, validate_X
 
@@ -91,6 +92,10 @@ class _MixtureBase(DensityMixin, BaseEstimator):
             if hasattr(self, "n_init"):
                 _check_int("n_init", self.n_init, 1)
             _check_int("chunk_size", getattr(self, "chunk_size", None), 1, allow_none=True)
+            prog = getattr(self, "progress", False)
+            if not isinstance(prog, (bool, np.bool_)):
+                raise ValueError(f"The 'progress' parameter of {{cls}} must be a bool. "
+                                 f"Got {prog!r} instead.")
         except ValueError as exc:
             raise ValueError(str(exc).replace("{cls}", cls)) from None
         if self.covariance_type not in COVARIANCE_TYPES:
@@ -458,6 +463,9 @@ class GaussianMixture(_MixtureBase):
         is bounded by a few chunks.  With sizes that are multiples of 4096
         (2048 for more than 8 features) the statistics are summed in exactly
         the order of an in-memory fit.
+    progress : bool, default=False
+        Show a tqdm progress bar of the EM iterations on stderr (needs
+        ``pip install 'fastem[progress]'``).
 
     Attributes
     ----------
@@ -488,7 +496,7 @@ class GaussianMixture(_MixtureBase):
                  reg_covar=1e-6, max_iter=100, n_init=1, init_params="kmeans",
                  weights_init=None, means_init=None, precisions_init=None,
                  random_state=None, warm_start=False, verbose=0,
-                 verbose_interval=10, n_jobs=None, chunk_size=None):
+                 verbose_interval=10, n_jobs=None, chunk_size=None, progress=False):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -505,6 +513,7 @@ class GaussianMixture(_MixtureBase):
         self.verbose_interval = verbose_interval
         self.n_jobs = n_jobs
         self.chunk_size = chunk_size
+        self.progress = progress
 
     def _persist_attributes(self):
         return ["weights_", "means_", "covariances_", "precisions_",
@@ -578,17 +587,24 @@ class GaussianMixture(_MixtureBase):
                 bounds = []
                 converged = False
                 n_iter = 0
-                for n_iter in range(1, self.max_iter + 1):
-                    prev = lower_bound
-                    stats = self._e_pass(data, params)
-                    params = stats.m_step(self.reg_covar)
-                    lower_bound = stats.mean_loglik()
-                    bounds.append(lower_bound)
-                    change = lower_bound - prev
-                    self._print_verbose_iter(n_iter, t0, change)
-                    if abs(change) < self.tol:
-                        converged = True
-                        break
+                bar = progress_bar(self.progress, total=self.max_iter,
+                                   desc=f"EM (init {init + 1}/{n_init})", unit="iter")
+                try:
+                    for n_iter in range(1, self.max_iter + 1):
+                        prev = lower_bound
+                        stats = self._e_pass(data, params)
+                        params = stats.m_step(self.reg_covar)
+                        lower_bound = stats.mean_loglik()
+                        bounds.append(lower_bound)
+                        change = lower_bound - prev
+                        bar.update(1)
+                        bar.set_postfix_str(f"loglik {lower_bound:.6g}, change {change:.3g}")
+                        self._print_verbose_iter(n_iter, t0, change)
+                        if abs(change) < self.tol:
+                            converged = True
+                            break
+                finally:
+                    bar.close()
                 self._print_verbose_end(converged, lower_bound, t0)
                 if best is None or lower_bound > best_lb:
                     best_lb = lower_bound

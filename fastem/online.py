@@ -22,6 +22,7 @@ from sklearn.utils import check_random_state
 
 from . import _estep, _init
 from ._data import ArrayData
+from ._progress import progress_bar
 from ._suffstats import GaussianParams, precision_cholesky
 from .mixture import _MixtureBase, _precision_cholesky_from_precisions
 
@@ -64,6 +65,9 @@ class MiniBatchGaussianMixture(_MixtureBase):
     n_jobs : int or None, default=None
     chunk_size : int or None, default=None
         Rows read per chunk from a file or chunk source.
+    progress : bool, default=False
+        Show a tqdm progress bar of the mini-batches of :meth:`fit` on stderr
+        (needs ``pip install 'fastem[progress]'``).
 
     Attributes
     ----------
@@ -89,7 +93,7 @@ class MiniBatchGaussianMixture(_MixtureBase):
                  max_iter=10, tol=1e-3, reg_covar=1e-6, init_params="kmeans",
                  weights_init=None, means_init=None, precisions_init=None,
                  random_state=None, verbose=0, verbose_interval=10, n_jobs=None,
-                 chunk_size=None):
+                 chunk_size=None, progress=False):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.batch_size = batch_size
@@ -109,6 +113,7 @@ class MiniBatchGaussianMixture(_MixtureBase):
         self.verbose_interval = verbose_interval
         self.n_jobs = n_jobs
         self.chunk_size = chunk_size
+        self.progress = progress
 
     # -- parameters ----------------------------------------------------------
 
@@ -315,6 +320,11 @@ class MiniBatchGaussianMixture(_MixtureBase):
             prev = -np.inf
             t0 = time.perf_counter()
             n_pass = 0
+            per_pass = (None if data.n_samples is None
+                        else -(-data.n_samples // self.batch_size))
+            bar = progress_bar(self.progress,
+                               total=None if per_pass is None else per_pass * self.max_iter,
+                               desc="online EM", unit="batch")
             for n_pass in range(1, self.max_iter + 1):
                 total = 0.0
                 weight = 0.0
@@ -323,6 +333,8 @@ class MiniBatchGaussianMixture(_MixtureBase):
                     bw = Xb.shape[0] if wb is None else float(np.sum(wb))
                     total += ll * bw
                     weight += bw
+                    bar.update(1)
+                bar.set_postfix_str(f"pass {n_pass}, loglik {total / max(weight, 1e-300):.6g}")
                 mean_ll = total / weight if weight > 0 else -np.inf
                 bounds.append(mean_ll)
                 if self.verbose and n_pass % self.verbose_interval == 0:
@@ -332,6 +344,7 @@ class MiniBatchGaussianMixture(_MixtureBase):
                     converged = True
                     break
                 prev = mean_ll
+            bar.close()
         self._rng = rng
         self._commit(state, bounds[-1] if bounds else -np.inf)
         self.lower_bounds_ = bounds

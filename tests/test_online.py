@@ -196,3 +196,18 @@ def test_chunk_source_one_shot_iterator_single_pass():
         # much, and the error says so
         with pytest.raises(ValueError, match="one-shot"):
             m.fit(src)
+
+
+def test_progress_bar_and_missing_tqdm(data, capsys, monkeypatch):
+    Xtr, _ = data
+    X = Xtr[:20_000]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = fastem.MiniBatchGaussianMixture(5, random_state=0, max_iter=2,
+                                            progress=True).fit(X)
+        b = fastem.MiniBatchGaussianMixture(5, random_state=0, max_iter=2).fit(X)
+    assert "online EM" in capsys.readouterr().err
+    np.testing.assert_array_equal(a.means_, b.means_)
+    monkeypatch.setitem(__import__("sys").modules, "tqdm", None)
+    with pytest.raises(ImportError, match=r"fastem\[progress\]"):
+        fastem.MiniBatchGaussianMixture(5, max_iter=1, progress=True).fit(X)

@@ -209,3 +209,16 @@ print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
     base = int(subprocess.check_output([sys.executable, "-c", code_base]).split()[-1])
     grown_mb = (peak - base) / 1024
     assert grown_mb <= 128, f"peak RSS grew by {grown_mb:.0f} MB"
+
+
+def test_progress_bar_over_iterations(blobs, capsys, monkeypatch):
+    a = fastem.GaussianMixture(4, random_state=0, progress=True).fit(blobs)
+    b = fastem.GaussianMixture(4, random_state=0).fit(blobs)
+    err = capsys.readouterr().err
+    assert "EM (init 1/1)" in err and "iter" in err
+    np.testing.assert_array_equal(a.means_, b.means_)
+    with pytest.raises(ValueError, match="'progress' parameter"):
+        fastem.GaussianMixture(2, progress="yes").fit(blobs)
+    monkeypatch.setitem(__import__("sys").modules, "tqdm", None)
+    with pytest.raises(ImportError, match=r"pip install 'fastem\[progress\]'"):
+        fastem.GaussianMixture(2, progress=True).fit(blobs)
