@@ -83,7 +83,9 @@ def workload(shape, covariance_type, dtype):
     key = (shape, dtype)
     if key not in _CACHE:
         n_ref, d, K = SHAPES[shape]
-        n = max(int(round(n_ref * SCALE)), 20 * K)
+        # at least 2 * d rows per component, so that every covariance type is
+        # well defined (also in float32) at the tiny CI scale
+        n = max(int(round(n_ref * SCALE)), 20 * K, 2 * d * K)
         _CACHE.clear()
         _CACHE[key] = (K,) + make_blobs(n, d, K, dtype)
     K, X, truth = _CACHE[key]
