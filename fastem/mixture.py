@@ -660,3 +660,83 @@ class GaussianMixture(_MixtureBase):
             print(f"Initialization {'converged' if converged else 'did not converge'}. "
                   f"time lapse {time.perf_counter() - t0:.5f}s\t lower bound "
                   f"{lower_bound:.5f}.")
+
+
+def fit_sharing_passes(models, X):
+    """Fit several GaussianMixture candidates, one data pass per EM iteration.
+
+    Each pass over the rows (a file or chunk source is read once per pass, not
+    once per candidate) feeds every candidate that has not converged yet.
+    Every candidate is initialised as its own ``fit`` would do it, and the
+    statistics of each are accumulated in the same blocks and order, so each
+    model equals ``model.fit(X)`` exactly.  Used by
+    :func:`fastem.selection.select_model`.
+
+    Parameters
+    ----------
+    models : list of GaussianMixture
+        Unfitted candidates with ``n_init=1`` and ``warm_start=False``.
+    X : array-like or data source
+
+    Returns
+    -------
+    models
+    """
+    if not models:
+        return models
+    for m in models:
+        m._check_base_parameters()
+        if m.n_init != 1 or m.warm_start:
+            raise ValueError("fit_sharing_passes needs n_init=1 and warm_start=False "
+                             "candidates")
+    first = models[0]
+    data = first._as_data(X, None, reset=True)
+    names = getattr(first, "feature_names_in_", None)
+    states = []
+    with _estep.thread_limits(first.n_jobs):
+        for m in models:
+            m.n_features_in_ = first.n_features_in_
+            if names is not None:
+                m.feature_names_in_ = names
+            K = m.n_components
+            if data.n_samples is not None and data.n_samples < K:
+                raise ValueError(
+                    f"Expected n_samples >= n_components but got n_components = {K}, "
+                    f"n_samples = {data.n_samples}")
+            inits = m._check_initial_parameters(data.n_features)
+            params = m._initial_params(data, check_random_state(m.random_state), inits)
+            states.append({"params": params, "lb": -np.inf, "bounds": [],
+                           "converged": False, "n_iter": 0})
+        active = [i for i, m in enumerate(models) if m.max_iter > 0]
+        while active:
+            accs = {i: _estep.StatsAccumulator(states[i]["params"], data.dtype)
+                    for i in active}
+            for _, block, w in data.iter_chunks():
+                for i in active:
+                    accs[i].add(block, w)
+            still = []
+            for i in active:
+                st, m = states[i], models[i]
+                stats = accs[i].result()
+                prev = st["lb"]
+                st["params"] = stats.m_step(m.reg_covar)
+                st["lb"] = stats.mean_loglik()
+                st["bounds"].append(st["lb"])
+                st["n_iter"] += 1
+                if abs(st["lb"] - prev) < m.tol:
+                    st["converged"] = True
+                elif st["n_iter"] < m.max_iter:
+                    still.append(i)
+            active = still
+    for m, st in zip(models, states):
+        m.converged_ = st["converged"]
+        if not m.converged_ and m.max_iter > 0:
+            warnings.warn(
+                "Best performing initialization did not converge. Try different "
+                "init parameters, or increase max_iter, tol, or check for "
+                "degenerate data.", ConvergenceWarning, stacklevel=2)
+        m._set_params_from(st["params"])
+        m.n_iter_ = st["n_iter"]
+        m.lower_bound_ = st["lb"]
+        m.lower_bounds_ = st["bounds"]
+    return models

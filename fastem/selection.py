@@ -13,7 +13,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from ._suffstats import COVARIANCE_TYPES
-from .mixture import GaussianMixture, is_stream
+from .mixture import GaussianMixture, fit_sharing_passes, is_stream
 
 __all__ = ["CRITERIA", "HELDOUT_SAMPLE_SIZE", "SelectionResult", "select_model"]
 
@@ -314,6 +314,12 @@ default=('full', 'diag', 'tied', 'spherical')
     ``log L`` is the total log-likelihood and ``p`` the number of free
     parameters, as in :meth:`fastem.GaussianMixture.bic`.
 
+    For a file or chunk source (criterion 'bic' or 'aic', ``n_init=1``) the
+    candidates share their data passes: each EM iteration reads the rows once
+    for all candidates still running (:func:`fastem.mixture.fit_sharing_passes`);
+    in-memory arrays are fitted candidate by candidate, which costs the same
+    kernel work without the repeated reads.
+
     Each candidate is one EM run from one initialisation (per ``n_init``),
     so a candidate stuck in a poor local optimum gets a poor score. When
     scores are close, compare a few ``random_state`` values or raise
@@ -397,10 +403,21 @@ default=('full', 'diag', 'tied', 'spherical')
             f"with {n_fit} {what}; shrink the n_components grid")
 
     seed = rng.randint(np.iinfo(np.int32).max)
+    grid = [(k, ct) for ct in cts for k in ks]
+    shared = {}
+    if streamed and criterion != "heldout" and n_init == 1:
+        # a file or chunk source: every EM iteration of all candidates reads
+        # the data once (each candidate still equals its own fit)
+        models = [GaussianMixture(k, covariance_type=ct, random_state=seed, **options)
+                  for k, ct in grid]
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            fit_sharing_passes(models, fit_X)
+        shared = dict(zip(grid, models))
     rows, estimators = [], {}
     for ct in cts:
         for k in ks:
-            model = _fit(fit_X, k, ct, seed, options)
+            model = shared.get((k, ct)) or _fit(fit_X, k, ct, seed, options)
             mean_ll, n_used = _mean_loglik(model, fit_X)
             p = model._n_parameters()
             heldout = np.nan if val_X is None else _mean_loglik(model, val_X)[0]

@@ -238,3 +238,50 @@ def test_errors(kwargs, exc, match):
     kwargs = {"n_components": [1, 2], **kwargs}
     with pytest.raises(exc, match=match):
         select_model(X, **kwargs)
+
+
+def test_streamed_grid_shares_passes_and_equals_separate_fits(tmp_path):
+    """A .npy source: one read of the data per EM iteration for all candidates,
+    and every candidate equals its own fit."""
+    import warnings
+
+    from sklearn.exceptions import ConvergenceWarning
+
+    import fastem
+    from fastem import io
+    from fastem.mixture import fit_sharing_passes
+
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal(size=(3000, 2)) + c for c in ([0, 0], [6, 0], [0, 6])])
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    src = io.chunks(str(path), chunk_size=1000)
+    reads = []
+    original = src.iter_with_offsets
+
+    def counting():
+        reads.append(1)
+        return original()
+
+    src.iter_with_offsets = counting
+    grid = [(k, ct) for ct in ("full", "diag") for k in (1, 2, 3)]
+    models = [fastem.GaussianMixture(k, covariance_type=ct, random_state=5, max_iter=20)
+              for k, ct in grid]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fit_sharing_passes(models, src)
+        separate = [fastem.GaussianMixture(k, covariance_type=ct, random_state=5,
+                                           max_iter=20, chunk_size=1000).fit(str(path))
+                    for k, ct in grid]
+    longest = max(m.n_iter_ for m in models)
+    # per candidate: 1 sampling pass + 1 hard-assignment pass; then one shared
+    # pass per iteration of the longest-running candidate
+    assert len(reads) == 2 * len(grid) + longest
+    for a, b in zip(models, separate):
+        assert a.n_iter_ == b.n_iter_ and a.converged_ == b.converged_
+        np.testing.assert_array_equal(a.means_, b.means_)
+        np.testing.assert_array_equal(a.covariances_, b.covariances_)
+        assert a.lower_bounds_ == b.lower_bounds_
+    result = select_model(str(path), n_components=[1, 2, 3],
+                          covariance_types=("full", "diag"), random_state=0)
+    assert result.best_params_["n_components"] == 3
