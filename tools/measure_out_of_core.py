@@ -45,7 +45,7 @@ peak = status("VmHWM:")
 print(base, peak, el, m.n_iter_)
 """
     out = subprocess.check_output([PY, "-c", code], text=True).split()
-    base, peak, el, it = int(out[0]), int(out[1]), float(out[2]), int(out[3])
+    base, peak, el = int(out[0]), int(out[1]), float(out[2])
     return (peak - base) / 1024, el
 
 res = {}
@@ -83,8 +83,9 @@ per_iter(p1m, reps=1, m=1, chunk_size=100_000)  # warm page cache + kernels
 mem = per_iter(X)
 ooc = per_iter(p1m, chunk_size=100_000)
 ooc64k = per_iter(p1m, chunk_size=65_536)
-res["iteration"] = dict(in_memory_ms=mem * 1e3, out_of_core_ms_chunk100k=ooc * 1e3,
-                        ratio_chunk100k=ooc / mem, out_of_core_ms_chunk65536=ooc64k * 1e3,
-                        ratio_chunk65536=ooc64k / mem)
+res["iteration"] = {"in_memory_ms": mem * 1e3, "out_of_core_ms_chunk100k": ooc * 1e3,
+                    "ratio_chunk100k": ooc / mem, "out_of_core_ms_chunk65536": ooc64k * 1e3,
+                    "ratio_chunk65536": ooc64k / mem}
 print("iteration:", res["iteration"], flush=True)
-json.dump(res, open(f"{D}/result.json", "w"), indent=1)
+with open(f"{D}/result.json", "w") as f:
+    json.dump(res, f, indent=1)
