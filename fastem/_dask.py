@@ -28,7 +28,7 @@ except ImportError as exc:  # pragma: no cover - exercised without dask only
 
 from . import _estep
 from ._data import ArrayData, RowData, sample_indices
-from ._validation import check_finite
+from ._validation import check_finite, check_weight_values
 
 # Statistics of up to this many neighbouring blocks are merged (in block
 # order) by one task of the reduction tree; the tree's depth is
@@ -105,13 +105,7 @@ def _check_block(block, w, start, name):
     if w is None:
         return 0.0, 0
     w = np.asarray(w, dtype=np.float64)
-    if not np.all(np.isfinite(w)):
-        raise ValueError("sample_weight contains NaN or infinity; weights must be "
-                         "finite.")
-    if np.any(w < 0):
-        i = int(np.flatnonzero(w < 0)[0])
-        raise ValueError(f"Negative values in sample_weight are not allowed: "
-                         f"sample_weight[{start + i}] = {float(w[i])!r}.")
+    check_weight_values(w, offset=start)
     return float(w.sum()), int(np.count_nonzero(w > 0))
 
 

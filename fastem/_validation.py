@@ -86,14 +86,20 @@ def check_sample_weight(sample_weight, n_samples):
         raise ValueError(
             f"sample_weight.shape == {w.shape}, expected ({n_samples},): one "
             "weight per row of X.")
+    check_weight_values(w)
+    if not w.sum() > 0:
+        raise ValueError("sample_weight sums to zero; at least one row needs a "
+                         "positive weight.")
+    return w
+
+
+def check_weight_values(w, offset=0):
+    """Raise for NaN/inf or negative weights; ``offset`` is the row number of
+    w[0] in the whole data (for messages about a chunk)."""
     if not np.all(np.isfinite(w)):
         raise ValueError("sample_weight contains NaN or infinity; weights must be "
                          "finite.")
     if np.any(w < 0):
         i = int(np.flatnonzero(w < 0)[0])
         raise ValueError(f"Negative values in sample_weight are not allowed: "
-                         f"sample_weight[{i}] = {float(w[i])!r}.")
-    if not w.sum() > 0:
-        raise ValueError("sample_weight sums to zero; at least one row needs a "
-                         "positive weight.")
-    return w
+                         f"sample_weight[{offset + i}] = {float(w[i])!r}.")

@@ -77,6 +77,8 @@ import warnings
 
 import numpy as np
 
+from .cli import _positive_int
+
 SCHEMA = "fastem-bench/1"
 
 #: tag -> (n_samples, n_features, n_components, covariance_type)
@@ -897,15 +899,6 @@ def _list_of(kind, allowed=None):
         return out
     return parse
 
-
-def _positive_int(text):
-    try:
-        v = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if v < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return v
 
 
 def _iters(text):

@@ -188,6 +188,25 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         shape = (0,) if width is None else (0, width)
         return np.empty(shape, dtype=dtype)
 
+    def _initial_params(self, data, rng, inits):
+        """Initial GaussianParams: the given initial values, the rest from
+        ``init_params`` (scikit-learn's rules)."""
+        weights, means, precisions = inits
+        if weights is None or means is None or precisions is None:
+            stats = _init.initial_stats(data, self.n_components, self.covariance_type,
+                                        self.init_params, rng)
+            est = stats.m_step(self.reg_covar)
+        ct = self.covariance_type
+        if weights is None:
+            weights = est.weights
+        if means is None:
+            means = est.means
+        if precisions is None:
+            covs, pcs = est.covariances, est.precisions_cholesky
+        else:
+            pcs, covs = _precision_cholesky_from_precisions(precisions, ct)
+        return GaussianParams(ct, weights, means, covs, pcs)
+
     def _as_data(self, X, sample_weight=None, reset=False):
         """Wrap X as RowData: validated in-memory arrays, or a chunk source
         for paths, ChunkSources, iterables and array-likes that are not
@@ -610,34 +629,22 @@ class GaussianMixture(_MixtureBase):
                     best_lb = lower_bound
                     best = (params, n_iter, bounds, converged)
         params, n_iter, bounds, converged = best
+        self._finish_fit(params, n_iter, best_lb, bounds, converged)
+        return data
+
+    def _finish_fit(self, params, n_iter, lower_bound, bounds, converged):
+        """Publish the result of a fit (and warn, as scikit-learn does, when
+        it did not converge)."""
         self.converged_ = converged
         if not converged and self.max_iter > 0:
             warnings.warn(
                 "Best performing initialization did not converge. Try different "
                 "init parameters, or increase max_iter, tol, or check for "
-                "degenerate data.", ConvergenceWarning, stacklevel=3)
+                "degenerate data.", ConvergenceWarning, stacklevel=4)
         self._set_params_from(params)
         self.n_iter_ = n_iter
-        self.lower_bound_ = best_lb
+        self.lower_bound_ = lower_bound
         self.lower_bounds_ = bounds
-        return data
-
-    def _initial_params(self, data, rng, inits):
-        weights, means, precisions = inits
-        if weights is None or means is None or precisions is None:
-            stats = _init.initial_stats(data, self.n_components, self.covariance_type,
-                                        self.init_params, rng)
-            est = stats.m_step(self.reg_covar)
-        ct = self.covariance_type
-        if weights is None:
-            weights = est.weights
-        if means is None:
-            means = est.means
-        if precisions is None:
-            covs, pcs = est.covariances, est.precisions_cholesky
-        else:
-            pcs, covs = _precision_cholesky_from_precisions(precisions, ct)
-        return GaussianParams(ct, weights, means, covs, pcs)
 
     # -- verbose output (scikit-learn's format) ------------------------------
 
@@ -729,14 +736,6 @@ def fit_sharing_passes(models, X):
                     still.append(i)
             active = still
     for m, st in zip(models, states):
-        m.converged_ = st["converged"]
-        if not m.converged_ and m.max_iter > 0:
-            warnings.warn(
-                "Best performing initialization did not converge. Try different "
-                "init parameters, or increase max_iter, tol, or check for "
-                "degenerate data.", ConvergenceWarning, stacklevel=2)
-        m._set_params_from(st["params"])
-        m.n_iter_ = st["n_iter"]
-        m.lower_bound_ = st["lb"]
-        m.lower_bounds_ = st["bounds"]
+        m._finish_fit(st["params"], st["n_iter"], st["lb"], st["bounds"],
+                      st["converged"])
     return models

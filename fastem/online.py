@@ -24,7 +24,7 @@ from . import _estep, _init
 from ._data import ArrayData
 from ._progress import progress_bar
 from ._suffstats import GaussianParams, precision_cholesky
-from .mixture import _MixtureBase, _precision_cholesky_from_precisions
+from .mixture import _MixtureBase
 
 
 class MiniBatchGaussianMixture(_MixtureBase):
@@ -219,20 +219,8 @@ class MiniBatchGaussianMixture(_MixtureBase):
 
     def _initial_state(self, data, rng):
         inits = self._check_initial_parameters(data.n_features)
-        weights, means, precisions = inits
-        if weights is None or means is None or precisions is None:
-            stats = _init.initial_stats(data, self.n_components, self.covariance_type,
-                                        self.init_params, rng)
-            est = stats.m_step(self.reg_covar)
-        ct = self.covariance_type
-        weights = est.weights if weights is None else weights
-        means = est.means if means is None else means
-        if precisions is None:
-            covs, pcs = est.covariances, est.precisions_cholesky
-        else:
-            pcs, covs = _precision_cholesky_from_precisions(precisions, ct)
         state = self._fresh_state()
-        state["iterate"] = GaussianParams(ct, weights, means, covs, pcs)
+        state["iterate"] = self._initial_params(data, rng, inits)
         return state
 
     # -- public API ----------------------------------------------------------
