@@ -35,6 +35,7 @@ import os
 
 import numpy as np
 from numba import njit, prange, types
+from numba.extending import intrinsic
 
 CACHE = os.environ.get("FASTEM_NUMBA_CACHE", "1").lower() not in ("0", "false", "no")
 # A safe subset of fast-math: no 'nnan'/'ninf' (-inf is a legitimate log
@@ -105,6 +106,9 @@ class _Kernel:
 def kernel(build, readonly="copy", **options):
     """Decorator: a lazily compiled, explicitly typed, cached Numba kernel."""
     options.setdefault("cache", CACHE)
+    # no Python exceptions from arithmetic (a division by zero gives inf/nan):
+    # the checks would also keep LLVM from vectorising the loops
+    options.setdefault("error_model", "numpy")
 
     def wrap(py_func):
         return _Kernel(py_func, build, options, readonly)
@@ -124,7 +128,7 @@ def compile_all():
 # ---------------------------------------------------------------------------
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _load_block(X, start, nb, xt):
     """Copy rows start:start+nb of X transposed into xt[:, :nb]."""
     d = X.shape[1]
@@ -133,7 +137,7 @@ def _load_block(X, start, nb, xt):
             xt[i, r] = X[start + r, i]
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha, lp):
     """lp[k, :nb] = log_norm[k] - 0.5 * ||(x - mu_k) P_k||^2 for every k.
 
@@ -204,7 +208,7 @@ def _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha, lp):
             lp[k, r] = c - 0.5 * maha[r]
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _logprob_block_tied(xt, nb, ref2, Pt, proj, log_norm, diff, Y, maha, lp):
     """Tied precision: one triangular product per row instead of one per
     component.
@@ -265,7 +269,7 @@ def _logprob_block_tied(xt, nb, ref2, Pt, proj, log_norm, diff, Y, maha, lp):
             lp[k, r] = c - 0.5 * maha[r]
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _logprob_block_diag(xt, nb, means, prec, log_norm, maha, lp):
     """Diagonal precisions: lp[k] = log_norm[k] - 0.5 sum_i ((x_i - mu_i) p_i)^2.
 
@@ -305,61 +309,103 @@ def _logprob_block_diag(xt, nb, means, prec, log_norm, maha, lp):
             lp[k, r] = c - 0.5 * maha[r]
 
 
+@intrinsic
+def _i64_as_f64(typingctx, x):
+    """The float64 whose bits are those of the int64 x (a register move)."""
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+
+    return sig, codegen
+
+
+@intrinsic
+def _f64_as_i64(typingctx, x):
+    """The int64 whose bits are those of the float64 x (a register move)."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+
+    return sig, codegen
+
+
 # exp(x) = 2**n * p(r), x = n log 2 + r, |r| <= log(2) / 2: Cody-Waite range
 # reduction and a degree-13 Taylor polynomial, 2**n assembled from its bits.
-# Written as plain loops over arrays so that LLVM vectorises it (math.exp is a
-# scalar libm call).  It stays accurate (a few 1e-16 relative, ~1e-14 if the
-# compiler reassociates the reduction) under the fast-math flags used here.
+# Scalar code without calls or branches, so that the loops calling it
+# vectorise (math.exp is a scalar libm call).  Accurate to a few 1e-16
+# relative (~1e-14 if the compiler reassociates the reduction) under the
+# fast-math flags used here.
 _LOG2E = 1.4426950408889634
+_LN2 = 0.6931471805599453
 _LN2_HI = 0.6931471803691238      # fdlibm's ln2_hi: n * _LN2_HI is exact
 _LN2_LO = 1.9082149292705877e-10  # log(2) - _LN2_HI
-_SHIFTER = 6755399441055744.0      # 1.5 * 2**52: the bits of n + _SHIFTER hold n
-_EXP_MIN = -708.0                  # below this 2**n is subnormal: return 0
-_ONE_BITS = 1023 << 52
+_EXP_MIN = -708.0                  # from here down 2**n may be subnormal: return 0
+_SQRT2 = 1.4142135623730951
+_MANTISSA = (1 << 52) - 1
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
-def _exp_rows(x, nb, out, tmp, tmpi):
-    """out[:nb] = exp(x[:nb]) for x <= 0 (0 for x < -708 and for -inf).
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _exp_neg(x):
+    """exp(x) for x <= 0; 0 for x <= -708, -inf and NaN."""
+    v = x if x > _EXP_MIN else _EXP_MIN
+    nf = np.floor(v * _LOG2E + 0.5)
+    red = (v - nf * _LN2_HI) - nf * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * red + 1.0 / 479001600.0
+    p = p * red + 1.0 / 39916800.0
+    p = p * red + 1.0 / 3628800.0
+    p = p * red + 1.0 / 362880.0
+    p = p * red + 1.0 / 40320.0
+    p = p * red + 1.0 / 5040.0
+    p = p * red + 1.0 / 720.0
+    p = p * red + 1.0 / 120.0
+    p = p * red + 1.0 / 24.0
+    p = p * red + 1.0 / 6.0
+    p = p * red + 0.5
+    p = p * red + 1.0
+    p = p * red + 1.0
+    # 2**n from its exponent bits; -1022 <= n <= 0 here
+    scale = _i64_as_f64((np.int64(nf) + 1023) << 52)
+    return p * scale if x > _EXP_MIN else 0.0
 
-    tmp (float64) and tmpi (its int64 view) are scratch; out may be x.
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _log_normal(x):
+    """log(x) for a positive, finite, normal float64 x (no calls, no branches).
+
+    x = 2**e * m with m in [sqrt(2)/2, sqrt(2)); log m = 2 atanh(s),
+    s = (m - 1) / (m + 1), |s| < 0.172, summed to s**19 (error below 1e-17).
     """
-    for r in range(nb):
-        v = x[r]
-        v = v if v > _EXP_MIN else _EXP_MIN
-        nf = np.floor(v * _LOG2E + 0.5)
-        tmp[r] = nf + _SHIFTER
-        red = (v - nf * _LN2_HI) - nf * _LN2_LO
-        p = 1.0 / 6227020800.0
-        p = p * red + 1.0 / 479001600.0
-        p = p * red + 1.0 / 39916800.0
-        p = p * red + 1.0 / 3628800.0
-        p = p * red + 1.0 / 362880.0
-        p = p * red + 1.0 / 40320.0
-        p = p * red + 1.0 / 5040.0
-        p = p * red + 1.0 / 720.0
-        p = p * red + 1.0 / 120.0
-        p = p * red + 1.0 / 24.0
-        p = p * red + 1.0 / 6.0
-        p = p * red + 0.5
-        p = p * red + 1.0
-        p = p * red + 1.0
-        # x > _EXP_MIN is tested before out (which may be x) is written
-        out[r] = p if x[r] > _EXP_MIN else 0.0
-    for r in range(nb):
-        # the low bits of n + _SHIFTER hold n: shift them into the exponent
-        tmpi[r] = (tmpi[r] << 52) + _ONE_BITS
-    for r in range(nb):
-        out[r] = out[r] * tmp[r]
+    b = _f64_as_i64(x)
+    e = np.float64(b >> 52) - 1023.0
+    m = _i64_as_f64((b & _MANTISSA) | (1023 << 52))
+    big = m > _SQRT2
+    m = m * 0.5 if big else m
+    e = e + 1.0 if big else e
+    s = (m - 1.0) / (m + 1.0)
+    z = s * s
+    q = 1.0 / 19.0
+    q = q * z + 1.0 / 17.0
+    q = q * z + 1.0 / 15.0
+    q = q * z + 1.0 / 13.0
+    q = q * z + 1.0 / 11.0
+    q = q * z + 1.0 / 9.0
+    q = q * z + 1.0 / 7.0
+    q = q * z + 1.0 / 5.0
+    q = q * z + 1.0 / 3.0
+    q = q * z + 1.0
+    return 2.0 * s * q + e * _LN2
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
-def _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum, ex, tmp, tmpi):
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum):
     """Turn log probabilities lp[:, :nb] into weighted responsibilities.
 
     Returns (sum_r w_r * logsumexp_r, number of rows with no finite density).
     wrow[:nb] receives the row weights (0 for rows without a finite density).
-    mx, ssum, ex, tmp (float64) and tmpi (int64 view of tmp) are scratch.
+    mx and ssum (float64) are scratch.
     """
     K = lp.shape[0]
     for r in range(nb):
@@ -382,26 +428,24 @@ def _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum, ex, tmp, tmpi):
                 lp[k, r] = -np.inf
     for k in range(K):
         for r in range(nb):
-            ex[r] = lp[k, r] - mx[r]
-        _exp_rows(ex, nb, ex, tmp, tmpi)
-        for r in range(nb):
-            lp[k, r] = ex[r]
-            ssum[r] += ex[r]
+            e = _exp_neg(lp[k, r] - mx[r])
+            lp[k, r] = e
+            ssum[r] += e
     ll = 0.0
     for r in range(nb):
+        # ssum >= 1 for a row with a finite density (its largest term is
+        # exp(0)); the others have wrow = mx = 0 and ssum = 0
         wr = wrow[r]
-        if wr != 0.0:
-            ll += wr * (mx[r] + math.log(ssum[r]))
-            ssum[r] = wr / ssum[r]
-        else:
-            ssum[r] = 0.0
+        sr = ssum[r] if wr != 0.0 else 1.0
+        ll += wr * (mx[r] + _log_normal(sr))
+        ssum[r] = wr / sr
     for k in range(K):
         for r in range(nb):
             lp[k, r] *= ssum[r]
     return ll, nbad
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _moments_full(resp, nb, diff, wd, s1, s2, zero):
     """s1[i] += sum_r resp[r] diff[i, r]; s2[i, j] += sum_r resp[r] diff[i, r] diff[j, r]
     for j >= i (entries just below the diagonal may also be written; only the
@@ -491,7 +535,7 @@ def _moments_full(resp, nb, diff, wd, s1, s2, zero):
         i += 2
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, diff, wd, rf, zero, tied_s1,
                      nk, s1, s2):
     """Add one block's statistics to (nk, s1, s2) for the full/tied types.
@@ -536,7 +580,7 @@ def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, diff, wd, rf, zero, ti
         _moments_full(rf, nb, diff, wd, tied_s1, s2[0], zero)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _accumulate_diag(xt, nb, resp, ref, rf, zero, nk, s1, s2):
     """Add one block's statistics to (nk, s1, s2) for the diag/spherical
     types: s1[k, i] = sum_r resp (x_i - ref_ki), s2[k, i] = sum_r resp
@@ -588,7 +632,7 @@ def _accumulate_diag(xt, nb, resp, ref, rf, zero, nk, s1, s2):
             s2[k, i] += b0
 
 
-@njit(cache=CACHE, inline="always")
+@njit(cache=CACHE, error_model="numpy", inline="always")
 def _add_into(dst, src):
     """dst += src elementwise, as a plain serial loop.
 
@@ -655,9 +699,6 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, mode, block, task_rows, out_
         wrow = np.empty(block)
         mx = np.empty(block)
         ssum = np.empty(block)
-        ex = np.empty(block)
-        tmp = np.empty(block)
-        tmpi = tmp.view(np.int64)
         wd = np.empty((2, block), dtype=X.dtype)
         rf = np.empty(block, dtype=X.dtype)
         zero = np.zeros(1, dtype=X.dtype)[0]
@@ -676,8 +717,7 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, mode, block, task_rows, out_
             else:
                 _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha,
                                     lp)
-            bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum, ex, tmp,
-                                      tmpi)
+            bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
             nbad += bb
             _accumulate_full(xt, nb, lp, wrow, means, ref2, mode == MODE_TIED, diff,
@@ -726,9 +766,6 @@ def pass_diag(X, w, means, prec, log_norm, block, task_rows, out_nk, out_s1, out
         wrow = np.empty(block)
         mx = np.empty(block)
         ssum = np.empty(block)
-        ex = np.empty(block)
-        tmp = np.empty(block)
-        tmpi = tmp.view(np.int64)
         rf = np.empty(block, dtype=X.dtype)
         zero = np.zeros(1, dtype=X.dtype)[0]
         lo = t * task_rows
@@ -739,8 +776,7 @@ def pass_diag(X, w, means, prec, log_norm, block, task_rows, out_nk, out_s1, out
             nb = min(block, hi - start)
             _load_block(X, start, nb, xt)
             _logprob_block_diag(xt, nb, means, prec, log_norm, maha, lp)
-            bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum, ex, tmp,
-                                      tmpi)
+            bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
             nbad += bb
             _accumulate_diag(xt, nb, lp, means, rf, zero, p_nk[t], p_s1[t], p_s2[t])

@@ -390,3 +390,58 @@ def test_n_jobs_restores_numba_threads():
     X, _ = _data(np.float64)
     GaussianMixture(2, n_jobs=1, random_state=0).fit(X)
     assert numba.get_num_threads() == before
+
+
+# ---------------------------------------------------------------------------
+# The vectorised exp and log of the E-step
+# ---------------------------------------------------------------------------
+
+
+def _elementwise(helper):
+    from numba import njit
+
+    from fastem._kernels import FASTMATH
+
+    @njit(fastmath=FASTMATH, error_model="numpy")
+    def apply(x, out):
+        for i in range(x.shape[0]):
+            out[i] = helper(x[i])
+
+    def call(x):
+        out = np.empty_like(x)
+        apply(x, out)
+        return out
+
+    return call
+
+
+def test_exp_matches_numpy():
+    from fastem._kernels import _exp_neg
+
+    rng = np.random.default_rng(3)
+    x = -np.concatenate([rng.random(20_000) * 50, rng.random(2_000) * 708,
+                         rng.random(100) * 1e-12,
+                         [0.0, 1e-300, 0.5 * np.log(2), np.log(2), 707.99]])
+    got = _elementwise(_exp_neg)(x)
+    ref = np.exp(x)
+    # the argument itself carries an error of about eps * |x| (it is a
+    # difference of log densities), so that is the accuracy asked of exp too
+    rel = np.abs(got - ref) / ref
+    assert np.all(rel <= 2.3e-16 * np.maximum(1.0, np.abs(x)))
+    assert np.median(rel[np.abs(x) < 1]) < 1.2e-16
+    # from -708 down (where 2**n would be subnormal), -inf and NaN give exactly 0
+    tail = np.array([-708.0, -708.0000001, -745.0, -1e6, -np.inf, np.nan])
+    assert np.all(_elementwise(_exp_neg)(tail) == 0.0)
+
+
+def test_log_matches_numpy():
+    from fastem._kernels import _log_normal
+
+    rng = np.random.default_rng(4)
+    x = np.concatenate([1.0 + rng.random(20_000) * 64, rng.random(2_000) * 1e-3 + 1e-300,
+                        10.0 ** rng.uniform(-300, 300, 2_000),
+                        [1.0, 2.0, np.sqrt(2.0), np.nextafter(np.sqrt(2.0), 2.0),
+                         np.nextafter(1.0, 0.0), 1e308, 2.2250738585072014e-308]])
+    got = _elementwise(_log_normal)(x)
+    ref = np.log(x)
+    assert np.all(np.abs(got - ref) <= 2.3e-16 * np.maximum(1.0, np.abs(ref)))
