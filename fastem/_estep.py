@@ -59,17 +59,28 @@ def kernel_args(params, dtype):
     return means, P, _own(params.log_norm(), np.float64)
 
 
-def tied_reference(params, dtype):
-    """Common reference point of the tied scatter: the mixture mean."""
+def mixture_reference(params, dtype):
+    """The mixture mean: the point at which the E-step centres the rows, and
+    the reference of the tied total scatter."""
     return _own(params.weights @ params.means, dtype)
 
 
-def tied_projection(params, ref2, dtype):
-    """(mu_k - ref2)^T P for the tied E-step (zeros (K, d) otherwise)."""
-    if params.covariance_type != "tied":
-        return np.zeros(params.means.shape, dtype=dtype)
+def projection(params, ref2, dtype):
+    """(mu_k - ref2) projected by the precision factor of component k, (K, d):
+    P_k^T (mu_k - ref2) for full and tied, (mu_k - ref2) * p_k for diag and
+    spherical.  The E-step forms P_k^T (x - ref2) - proj_k = P_k^T (x - mu_k)."""
     centred = params.means - np.asarray(ref2, dtype=np.float64)
-    return _own(centred @ np.asarray(params.precisions_cholesky), dtype)
+    pc = np.asarray(params.precisions_cholesky)
+    ct = params.covariance_type
+    if ct == "full":
+        proj = np.einsum("ki,kij->kj", centred, pc)
+    elif ct == "tied":
+        proj = centred @ pc
+    elif ct == "diag":
+        proj = centred * pc
+    else:
+        proj = centred * pc[:, None]
+    return _own(proj, dtype)
 
 
 def _upper_to_full(s2):
@@ -103,8 +114,8 @@ class StatsAccumulator:
         K, d = params.means.shape
         self.covariance_type = ct = params.covariance_type
         self._means, self._P, self._log_norm = kernel_args(params, self.dtype)
-        self._ref2 = tied_reference(params, self.dtype)
-        self._proj = tied_projection(params, self._ref2, self.dtype)
+        self._ref2 = mixture_reference(params, self.dtype)
+        self._proj = projection(params, self._ref2, self.dtype)
         self._block = block_size(d)
         # rows_per_task (a multiple of the block size) overrides the fixed task
         # size: mini-batches use smaller tasks so that both threads work on a
@@ -143,8 +154,9 @@ class StatsAccumulator:
                         self._proj, mode, self._block, self._task_rows, self.nk,
                         self.s1, self.s2, self._acc)
         else:
-            k.pass_diag(X, w, self._means, self._P, self._log_norm, self._block,
-                        self._task_rows, self.nk, self.s1, self.s2, self._acc)
+            k.pass_diag(X, w, self._means, self._P, self._log_norm, self._ref2,
+                        self._proj, self._block, self._task_rows, self.nk, self.s1,
+                        self.s2, self._acc)
 
     def result(self):
         """The accumulated statistics as a SuffStats value."""
@@ -269,13 +281,13 @@ def weighted_log_prob(X, params, out=None):
         out = np.empty((n, params.n_components))
     if n == 0:
         return out
+    ref2 = mixture_reference(params, X.dtype)
+    proj = projection(params, ref2, X.dtype)
     if params.covariance_type in ("full", "tied"):
-        ref2 = tied_reference(params, X.dtype)
         mode = k.MODE_TIED if params.covariance_type == "tied" else k.MODE_FULL
-        k.logprob_full(X, means, P, log_norm, ref2, tied_projection(params, ref2, X.dtype),
-                       mode, block_size(d), out)
+        k.logprob_full(X, means, P, log_norm, ref2, proj, mode, block_size(d), out)
     else:
-        k.logprob_diag(X, means, P, log_norm, block_size(d), out)
+        k.logprob_diag(X, means, P, log_norm, ref2, proj, block_size(d), out)
     return out
 
 

@@ -138,19 +138,23 @@ def _load_block(X, start, nb, xt):
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha, lp):
+def _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp):
     """lp[k, :nb] = log_norm[k] - 0.5 * ||(x - mu_k) P_k||^2 for every k.
 
     P_k is the upper-triangular Cholesky factor of the precision matrix
     (scikit-learn's ``precisions_cholesky_``), so only i <= j terms of
-    y_j = sum_i (x_i - mu_i) P[i, j] are formed (a triangular product).
+    y_j = sum_i (x_i - ref2_i) P[i, j] - proj[k, j] are formed (a triangular
+    product), with proj_k = P_k^T (mu_k - ref2).  The rows are centred once
+    per block at ref2 (the mixture mean), not once per component: the
+    rounding error of y is then of the order of eps * |mu_k - ref2| / sigma,
+    whatever the distance of the data from the origin.
     """
-    K, d = means.shape
+    K, d = proj.shape
+    for i in range(d):
+        m = ref2[i]
+        for r in range(nb):
+            diff[i, r] = xt[i, r] - m
     for k in range(K):
-        for i in range(d):
-            m = means[k, i]
-            for r in range(nb):
-                diff[i, r] = xt[i, r] - m
         for r in range(nb):
             maha[r] = 0.0
         # two columns j, j + 1 at a time share the loads of diff
@@ -158,10 +162,12 @@ def _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha, lp):
         while j + 1 < d:
             pa = P[k, 0, j]
             pb = P[k, 0, j + 1]
+            ca = proj[k, j]
+            cb = proj[k, j + 1]
             for r in range(nb):
                 v = diff[0, r]
-                acc[r] = v * pa
-                acc2[r] = v * pb
+                acc[r] = v * pa - ca
+                acc2[r] = v * pb - cb
             i = 1
             while i + 3 <= j:
                 pa0 = P[k, i, j]
@@ -195,8 +201,9 @@ def _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha, lp):
             j += 2
         if j < d:
             # last column when d is odd
+            ca = proj[k, j]
             for r in range(nb):
-                acc[r] = 0.0
+                acc[r] = -ca
             for i in range(j + 1):
                 pa = P[k, i, j]
                 for r in range(nb):
@@ -270,38 +277,45 @@ def _logprob_block_tied(xt, nb, ref2, Pt, proj, log_norm, diff, Y, maha, lp):
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _logprob_block_diag(xt, nb, means, prec, log_norm, maha, lp):
-    """Diagonal precisions: lp[k] = log_norm[k] - 0.5 sum_i ((x_i - mu_i) p_i)^2.
+def _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, maha, lp):
+    """Diagonal precisions: lp[k] = log_norm[k] - 0.5 sum_i t_i^2 with
+    t_i = (x_i - ref2_i) p_ki - proj_ki = (x_i - mu_ki) p_ki, proj_k =
+    (mu_k - ref2) p_k: one multiply-add and one square per term, on rows
+    centred once per block at ref2 (the mixture mean).
 
     Four features per sweep over the points: five loads and one store feed
     four squared terms.
     """
-    K, d = means.shape
+    K, d = proj.shape
+    for i in range(d):
+        m = ref2[i]
+        for r in range(nb):
+            diff[i, r] = xt[i, r] - m
     for k in range(K):
         for r in range(nb):
             maha[r] = 0.0
         i = 0
         while i + 3 < d:
-            m0 = means[k, i]
-            m1 = means[k, i + 1]
-            m2 = means[k, i + 2]
-            m3 = means[k, i + 3]
+            m0 = proj[k, i]
+            m1 = proj[k, i + 1]
+            m2 = proj[k, i + 2]
+            m3 = proj[k, i + 3]
             p0 = prec[k, i]
             p1 = prec[k, i + 1]
             p2 = prec[k, i + 2]
             p3 = prec[k, i + 3]
             for r in range(nb):
-                t0 = (xt[i, r] - m0) * p0
-                t1 = (xt[i + 1, r] - m1) * p1
-                t2 = (xt[i + 2, r] - m2) * p2
-                t3 = (xt[i + 3, r] - m3) * p3
+                t0 = diff[i, r] * p0 - m0
+                t1 = diff[i + 1, r] * p1 - m1
+                t2 = diff[i + 2, r] * p2 - m2
+                t3 = diff[i + 3, r] * p3 - m3
                 maha[r] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
             i += 4
         while i < d:
-            m0 = means[k, i]
+            m0 = proj[k, i]
             p0 = prec[k, i]
             for r in range(nb):
-                t0 = (xt[i, r] - m0) * p0
+                t0 = diff[i, r] * p0 - m0
                 maha[r] += t0 * t0
             i += 1
         c = log_norm[k]
@@ -671,8 +685,9 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, mode, block, task_rows, out_
     means : (K, d), same dtype as X; also the reference of the statistics
     P : (K, d, d) upper-triangular precision Cholesky factors ((1, d, d) for tied)
     log_norm : (K,) log weight + log det P_k - d/2 log(2 pi)
-    ref2 : (d,) reference of the tied total scatter and of the tied E-step
-    proj : (K, d) tied: P^T (mu_k - ref2) (unused for full)
+    ref2 : (d,) centre of the E-step (the mixture mean) and reference of the
+        tied total scatter
+    proj : (K, d) P_k^T (mu_k - ref2) (tied: P^T (mu_k - ref2))
     out_nk, out_s1, out_s2 : (K,), (K, d), (K, d, d) or (1, d, d) for tied: float64
         accumulators; each task's statistics are added to them in task order
         (upper triangle of s2 only)
@@ -715,8 +730,8 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, mode, block, task_rows, out_
                 _logprob_block_tied(xt, nb, ref2, P[0], proj, log_norm, diff, Y, maha,
                                     lp)
             else:
-                _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha,
-                                    lp)
+                _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2,
+                                    maha, lp)
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
             nbad += bb
@@ -735,17 +750,19 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, mode, block, task_rows, out_
 def _sig_pass_diag(dt, ro):
     return types.void(
         _arr(dt, 2, ro), _arr(_f8, 1), _arr(dt, 2), _arr(dt, 2), _arr(_f8, 1),
-        _i8, _i8, _arr(_f8, 1), _arr(_f8, 2), _arr(_f8, 2), _arr(_f8, 1),
+        _arr(dt, 1), _arr(dt, 2), _i8, _i8, _arr(_f8, 1), _arr(_f8, 2), _arr(_f8, 2),
+        _arr(_f8, 1),
     )
 
 
 @kernel(_sig_pass_diag, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def pass_diag(X, w, means, prec, log_norm, block, task_rows, out_nk, out_s1, out_s2,
-              out_ll):
+def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
+              out_s2, out_ll):
     """One EM pass for the diagonal and spherical covariance types.
 
     ``prec`` (K, d) holds the square roots of the diagonal precisions (the
-    spherical type passes its scalar broadcast over d).  Adds, in task order,
+    spherical type passes its scalar broadcast over d); ref2 (d,) is the
+    centre of the E-step and proj = (means - ref2) * prec.  Adds, in task order,
     to the accumulators out_nk (K,), out_s1 (K, d), out_s2 (K, d) (diagonal second
     moments around the means) and out_ll = [sum of weighted log-likelihoods,
     rows without a finite density].
@@ -761,6 +778,7 @@ def pass_diag(X, w, means, prec, log_norm, block, task_rows, out_nk, out_s1, out
     p_bad = np.zeros(ntasks, dtype=np.int64)
     for t in prange(ntasks):
         xt = np.empty((d, block), dtype=X.dtype)
+        diff = np.empty((d, block), dtype=X.dtype)
         maha = np.empty(block, dtype=X.dtype)
         lp = np.empty((K, block))
         wrow = np.empty(block)
@@ -775,7 +793,7 @@ def pass_diag(X, w, means, prec, log_norm, block, task_rows, out_nk, out_s1, out
         for start in range(lo, hi, block):
             nb = min(block, hi - start)
             _load_block(X, start, nb, xt)
-            _logprob_block_diag(xt, nb, means, prec, log_norm, maha, lp)
+            _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, maha, lp)
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
             nbad += bb
@@ -823,7 +841,8 @@ def logprob_full(X, means, P, log_norm, ref2, proj, mode, block, out):
         if mode == MODE_TIED:
             _logprob_block_tied(xt, nb, ref2, P[0], proj, log_norm, diff, Y, maha, lp)
         else:
-            _logprob_block_full(xt, nb, means, P, log_norm, diff, acc, acc2, maha, lp)
+            _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha,
+                                lp)
         for r in range(nb):
             for k in range(K):
                 out[start + r, k] = lp[k, r]
@@ -831,24 +850,27 @@ def logprob_full(X, means, P, log_norm, ref2, proj, mode, block, out):
 
 def _sig_logprob_diag(dt, ro):
     return types.void(
-        _arr(dt, 2, ro), _arr(dt, 2), _arr(dt, 2), _arr(_f8, 1), _i8, _arr(_f8, 2)
+        _arr(dt, 2, ro), _arr(dt, 2), _arr(dt, 2), _arr(_f8, 1), _arr(dt, 1), _arr(dt, 2),
+        _i8, _arr(_f8, 2)
     )
 
 
 @kernel(_sig_logprob_diag, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def logprob_diag(X, means, prec, log_norm, block, out):
-    """out[n, k] = log w_k + log N(x_n | mu_k, diag) (diag/spherical)."""
+def logprob_diag(X, means, prec, log_norm, ref2, proj, block, out):
+    """out[n, k] = log w_k + log N(x_n | mu_k, diag) (diag/spherical; ref2 and
+    proj as in pass_diag)."""
     n, d = X.shape
     K = means.shape[0]
     nblocks = (n + block - 1) // block
     for b in prange(nblocks):
         xt = np.empty((d, block), dtype=X.dtype)
+        diff = np.empty((d, block), dtype=X.dtype)
         maha = np.empty(block, dtype=X.dtype)
         lp = np.empty((K, block))
         start = b * block
         nb = min(block, n - start)
         _load_block(X, start, nb, xt)
-        _logprob_block_diag(xt, nb, means, prec, log_norm, maha, lp)
+        _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, maha, lp)
         for r in range(nb):
             for k in range(K):
                 out[start + r, k] = lp[k, r]
