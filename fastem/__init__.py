@@ -4,11 +4,41 @@ One-pass Numba kernels compute responsibilities, the log-likelihood and the
 sufficient statistics of all components; thin scikit-learn compatible
 estimators drive them over in-memory arrays, chunks read from disk, or
 streams.
+
+The estimators are imported on first access (``fastem.GaussianMixture``,
+``from fastem import GaussianMixture``): they subclass scikit-learn's
+estimators, and importing scikit-learn takes most of a second, which
+``import fastem`` alone (for ``fastem.io``, ``fastem.load``, the command line)
+does not pay.
 """
 
-from .mixture import GaussianMixture
-from .online import MiniBatchGaussianMixture
-from ._suffstats import GaussianParams, SuffStats
+import importlib
+
+__version__ = "0.1.0"
+
+# public name -> submodule that defines it
+_LAZY = {
+    "GaussianMixture": "mixture",
+    "MiniBatchGaussianMixture": "online",
+    "GaussianParams": "_suffstats",
+    "SuffStats": "_suffstats",
+}
+
+__all__ = ["GaussianMixture", "MiniBatchGaussianMixture", "GaussianParams", "SuffStats",
+           "load", "__version__"]
+
+
+def __getattr__(name):
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'fastem' has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{module}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__():
+    return sorted(set(globals()) | set(__all__))
 
 
 def load(path):
@@ -16,8 +46,3 @@ def load(path):
     from .persist import load as _load
 
     return _load(path)
-
-__version__ = "0.1.0"
-
-__all__ = ["GaussianMixture", "MiniBatchGaussianMixture", "GaussianParams", "SuffStats",
-           "load", "__version__"]

@@ -47,6 +47,9 @@ FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 MODE_FULL = 0
 MODE_TIED = 1
 MODE_DIAG = 2
+# from this many features on, full second moments are formed from rows scaled
+# by the square roots of their responsibilities (one array for both factors)
+SCALED_MIN_D = 6
 
 _f8 = types.float64
 _i8 = types.int64
@@ -460,12 +463,99 @@ def _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum):
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _moments_full(resp, nb, diff, wd, s1, s2, zero):
+def _moments_full(xt, nb, centre, sq, z, s1, s2, zero):
+    """With g = sq[:nb] the square roots of the row weights (responsibilities):
+    s1[i] += sum_r g^2 (x_i - c_i); s2[i, j] += sum_r g^2 (x_i - c_i)(x_j - c_j)
+    for j >= i (entries just below the diagonal may also be written; only the
+    upper triangle is used).
+
+    The scaled rows z = (x - c) g are formed once (z is (d, block) scratch),
+    so that s2 = z z^T reads one array: register tiles of 2 rows x 4 columns,
+    six loads for eight multiply-adds, no weighted copy per row pair.  The
+    sums over one block are formed in the data's precision (``zero`` is a zero
+    of that type; sq and z have it too) and added to the float64 accumulators
+    s1, s2: float32 data gets twice the SIMD width, and the centred terms
+    cannot make a variance negative.
+    """
+    d = z.shape[0]
+    for i in range(d):
+        m = centre[i]
+        a = zero
+        for r in range(nb):
+            g = sq[r]
+            t = (xt[i, r] - m) * g
+            z[i, r] = t
+            a += g * t
+        s1[i] += a
+    i = 0
+    while i < d:
+        two = i + 1 < d
+        i1 = i + 1 if two else i
+        j = i
+        while j + 3 < d:
+            c00 = zero
+            c01 = zero
+            c02 = zero
+            c03 = zero
+            if two:
+                c10 = zero
+                c11 = zero
+                c12 = zero
+                c13 = zero
+                for r in range(nb):
+                    u0 = z[i, r]
+                    u1 = z[i1, r]
+                    v0 = z[j, r]
+                    v1 = z[j + 1, r]
+                    v2 = z[j + 2, r]
+                    v3 = z[j + 3, r]
+                    c00 += u0 * v0
+                    c01 += u0 * v1
+                    c02 += u0 * v2
+                    c03 += u0 * v3
+                    c10 += u1 * v0
+                    c11 += u1 * v1
+                    c12 += u1 * v2
+                    c13 += u1 * v3
+                s2[i1, j] += c10
+                s2[i1, j + 1] += c11
+                s2[i1, j + 2] += c12
+                s2[i1, j + 3] += c13
+            else:
+                for r in range(nb):
+                    u0 = z[i, r]
+                    c00 += u0 * z[j, r]
+                    c01 += u0 * z[j + 1, r]
+                    c02 += u0 * z[j + 2, r]
+                    c03 += u0 * z[j + 3, r]
+            s2[i, j] += c00
+            s2[i, j + 1] += c01
+            s2[i, j + 2] += c02
+            s2[i, j + 3] += c03
+            j += 4
+        while j < d:
+            c00 = zero
+            c10 = zero
+            for r in range(nb):
+                v = z[j, r]
+                c00 += z[i, r] * v
+                c10 += z[i1, r] * v
+            s2[i, j] += c00
+            if two:
+                s2[i1, j] += c10
+            j += 1
+        i += 2
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _moments_weighted(resp, nb, diff, wd, s1, s2, zero):
     """s1[i] += sum_r resp[r] diff[i, r]; s2[i, j] += sum_r resp[r] diff[i, r] diff[j, r]
     for j >= i (entries just below the diagonal may also be written; only the
     upper triangle is used).
 
-    Register tiles of 2 rows x 4 columns: six loads feed eight multiply-adds.
+    Used for few features (d < SCALED_MIN_D), where the square roots of
+    :func:`_moments_full` cost more than they save.  Register tiles of 2 rows
+    x 4 columns: six loads feed eight multiply-adds.
     The sums over one block are formed in the data's precision (``zero`` is a
     zero of that type; resp and wd (2, block) have it too) and added to the
     float64 accumulators s1, s2: float32 data gets twice the SIMD width, and
@@ -557,10 +647,11 @@ def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, diff, wd, rf, zero, ti
     resp[k, :nb] are the (weighted) responsibilities, wrow[:nb] the row
     weights.  s1 and (full) s2[k] are taken around ref[k]; for the tied type
     s2[0] receives the weighted total scatter around ref2 instead.  Only the
-    upper triangle of s2 is written.  rf (block,) in the data's type is
-    scratch; zero is a zero of that type.
+    upper triangle of s2 is written.  diff (d, block), wd (2, block) and rf
+    (block,) in the data's type are scratch; zero is a zero of that type.
     """
     K, d = ref.shape
+    scaled = d >= SCALED_MIN_D
     for k in range(K):
         tot = 0.0
         for r in range(nb):
@@ -570,28 +661,31 @@ def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, diff, wd, rf, zero, ti
             # statistics would add exact zeros
             continue
         nk[k] += tot
-        for i in range(d):
-            m = ref[k, i]
-            for r in range(nb):
-                diff[i, r] = xt[i, r] - m
-        for r in range(nb):
-            rf[r] = resp[k, r]
         if tied:
-            for i in range(d):
-                s = zero
-                for r in range(nb):
-                    s += rf[r] * diff[i, r]
-                s1[k, i] += s
-        else:
-            _moments_full(rf, nb, diff, wd, s1[k], s2[k], zero)
-    if tied:
-        for i in range(d):
-            m = ref2[i]
             for r in range(nb):
-                diff[i, r] = xt[i, r] - m
+                rf[r] = resp[k, r]
+            for i in range(d):
+                m = ref[k, i]
+                a = zero
+                for r in range(nb):
+                    a += rf[r] * (xt[i, r] - m)
+                s1[k, i] += a
+        elif scaled:
+            for r in range(nb):
+                rf[r] = np.sqrt(resp[k, r])
+            _moments_full(xt, nb, ref[k], rf, diff, s1[k], s2[k], zero)
+        else:
+            for i in range(d):
+                m = ref[k, i]
+                for r in range(nb):
+                    diff[i, r] = xt[i, r] - m
+            for r in range(nb):
+                rf[r] = resp[k, r]
+            _moments_weighted(rf, nb, diff, wd, s1[k], s2[k], zero)
+    if tied:
         for r in range(nb):
-            rf[r] = wrow[r]
-        _moments_full(rf, nb, diff, wd, tied_s1, s2[0], zero)
+            rf[r] = np.sqrt(wrow[r])
+        _moments_full(xt, nb, ref2, rf, diff, tied_s1, s2[0], zero)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")

@@ -113,13 +113,14 @@ def test_compute_stats_matches_reference(ct, dtype, weighted):
 
 def _ct_d_cases():
     for ct in COVARIANCE_TYPES:
-        for d in (1, 2, 3, 7, 11):
+        for d in (1, 2, 3, 5, 6, 7, 11, 16):
             yield pytest.param(ct, d, id=f"{ct}-{d}")
 
 
 @pytest.mark.parametrize("ct, d", list(_ct_d_cases()))
 def test_compute_stats_feature_counts(ct, d):
-    # odd and even n_features exercise every tail of the tiled moment loops
+    # odd and even n_features exercise every tail of the tiled moment loops, on
+    # both sides of SCALED_MIN_D (weighted and square-root-scaled moments)
     X, p = _data(np.float64, ct=ct, seed=9, n=700, d=d, k=2)
     rng = np.random.default_rng(d)
     w = rng.uniform(0.0, 2.0, size=700)
