@@ -135,9 +135,44 @@ def compile_all():
 def _load_block(X, start, nb, xt):
     """Copy rows start:start+nb of X transposed into xt[:, :nb]."""
     d = X.shape[1]
-    for r in range(nb):
-        for i in range(d):
-            xt[i, r] = X[start + r, i]
+    if d == 2:
+        # one sweep with both features (the generic inner loop is too short
+        # to vectorise: this is 5x faster)
+        for r in range(nb):
+            xt[0, r] = X[start + r, 0]
+            xt[1, r] = X[start + r, 1]
+    elif d == 1:
+        for r in range(nb):
+            xt[0, r] = X[start + r, 0]
+    else:
+        for r in range(nb):
+            for i in range(d):
+                xt[i, r] = X[start + r, i]
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _logprob_small(diff, nb, proj, P, log_norm, lp):
+    """_logprob_block_full for one or two features: one sweep over the points
+    per component, everything in registers (the tiled loops would make
+    several passes over short rows)."""
+    K, d = proj.shape
+    for k in range(K):
+        c = log_norm[k]
+        p00 = P[k, 0, 0]
+        c0 = proj[k, 0]
+        if d == 2:
+            p01 = P[k, 0, 1]
+            p11 = P[k, 1, 1]
+            c1 = proj[k, 1]
+            for r in range(nb):
+                v0 = diff[0, r]
+                y0 = v0 * p00 - c0
+                y1 = (v0 * p01 + diff[1, r] * p11) - c1
+                lp[k, r] = c - 0.5 * (y0 * y0 + y1 * y1)
+        else:
+            for r in range(nb):
+                y0 = diff[0, r] * p00 - c0
+                lp[k, r] = c - 0.5 * (y0 * y0)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -157,65 +192,68 @@ def _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, 
         m = ref2[i]
         for r in range(nb):
             diff[i, r] = xt[i, r] - m
-    for k in range(K):
-        for r in range(nb):
-            maha[r] = 0.0
-        # two columns j, j + 1 at a time share the loads of diff
-        j = 0
-        while j + 1 < d:
-            pa = P[k, 0, j]
-            pb = P[k, 0, j + 1]
-            ca = proj[k, j]
-            cb = proj[k, j + 1]
+    if d <= 2:
+        _logprob_small(diff, nb, proj, P, log_norm, lp)
+    else:
+        for k in range(K):
             for r in range(nb):
-                v = diff[0, r]
-                acc[r] = v * pa - ca
-                acc2[r] = v * pb - cb
-            i = 1
-            while i + 3 <= j:
-                pa0 = P[k, i, j]
-                pa1 = P[k, i + 1, j]
-                pa2 = P[k, i + 2, j]
-                pa3 = P[k, i + 3, j]
-                pb0 = P[k, i, j + 1]
-                pb1 = P[k, i + 1, j + 1]
-                pb2 = P[k, i + 2, j + 1]
-                pb3 = P[k, i + 3, j + 1]
+                maha[r] = 0.0
+            # two columns j, j + 1 at a time share the loads of diff
+            j = 0
+            while j + 1 < d:
+                pa = P[k, 0, j]
+                pb = P[k, 0, j + 1]
+                ca = proj[k, j]
+                cb = proj[k, j + 1]
                 for r in range(nb):
-                    v0 = diff[i, r]
-                    v1 = diff[i + 1, r]
-                    v2 = diff[i + 2, r]
-                    v3 = diff[i + 3, r]
-                    acc[r] += (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3)
-                    acc2[r] += (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3)
-                i += 4
-            while i <= j:
-                pa = P[k, i, j]
-                pb = P[k, i, j + 1]
+                    v = diff[0, r]
+                    acc[r] = v * pa - ca
+                    acc2[r] = v * pb - cb
+                i = 1
+                while i + 3 <= j:
+                    pa0 = P[k, i, j]
+                    pa1 = P[k, i + 1, j]
+                    pa2 = P[k, i + 2, j]
+                    pa3 = P[k, i + 3, j]
+                    pb0 = P[k, i, j + 1]
+                    pb1 = P[k, i + 1, j + 1]
+                    pb2 = P[k, i + 2, j + 1]
+                    pb3 = P[k, i + 3, j + 1]
+                    for r in range(nb):
+                        v0 = diff[i, r]
+                        v1 = diff[i + 1, r]
+                        v2 = diff[i + 2, r]
+                        v3 = diff[i + 3, r]
+                        acc[r] += (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3)
+                        acc2[r] += (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3)
+                    i += 4
+                while i <= j:
+                    pa = P[k, i, j]
+                    pb = P[k, i, j + 1]
+                    for r in range(nb):
+                        v = diff[i, r]
+                        acc[r] += v * pa
+                        acc2[r] += v * pb
+                    i += 1
+                pb = P[k, j + 1, j + 1]
                 for r in range(nb):
-                    v = diff[i, r]
-                    acc[r] += v * pa
-                    acc2[r] += v * pb
-                i += 1
-            pb = P[k, j + 1, j + 1]
-            for r in range(nb):
-                u = acc2[r] + diff[j + 1, r] * pb
-                maha[r] += acc[r] * acc[r] + u * u
-            j += 2
-        if j < d:
-            # last column when d is odd
-            ca = proj[k, j]
-            for r in range(nb):
-                acc[r] = -ca
-            for i in range(j + 1):
-                pa = P[k, i, j]
+                    u = acc2[r] + diff[j + 1, r] * pb
+                    maha[r] += acc[r] * acc[r] + u * u
+                j += 2
+            if j < d:
+                # last column when d is odd
+                ca = proj[k, j]
                 for r in range(nb):
-                    acc[r] += diff[i, r] * pa
+                    acc[r] = -ca
+                for i in range(j + 1):
+                    pa = P[k, i, j]
+                    for r in range(nb):
+                        acc[r] += diff[i, r] * pa
+                for r in range(nb):
+                    maha[r] += acc[r] * acc[r]
+            c = log_norm[k]
             for r in range(nb):
-                maha[r] += acc[r] * acc[r]
-        c = log_norm[k]
-        for r in range(nb):
-            lp[k, r] = c - 0.5 * maha[r]
+                lp[k, r] = c - 0.5 * maha[r]
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -706,6 +744,42 @@ def _moments_weighted(resp, nb, diff, wd, s1, s2, zero):
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _moments_small(xt, nb, centre, g, s1, s2, zero):
+    """_moments_weighted for one or two features: one sweep over the points
+    with every sum in a register.  g[:nb] are the responsibilities."""
+    d = xt.shape[0]
+    m0 = centre[0]
+    a0 = zero
+    b00 = zero
+    if d == 2:
+        m1 = centre[1]
+        a1 = zero
+        b01 = zero
+        b11 = zero
+        for r in range(nb):
+            t0 = xt[0, r] - m0
+            t1 = xt[1, r] - m1
+            u0 = g[r] * t0
+            u1 = g[r] * t1
+            a0 += u0
+            a1 += u1
+            b00 += u0 * t0
+            b01 += u0 * t1
+            b11 += u1 * t1
+        s1[1] += a1
+        s2[0, 1] += b01
+        s2[1, 1] += b11
+    else:
+        for r in range(nb):
+            t0 = xt[0, r] - m0
+            u0 = g[r] * t0
+            a0 += u0
+            b00 += u0 * t0
+    s1[0] += a0
+    s2[0, 0] += b00
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, diff, wd, rf, zero, tied_s1,
                      nk, s1, s2):
     """Add one block's statistics to (nk, s1, s2) for the full/tied types.
@@ -736,6 +810,8 @@ def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, diff, wd, rf, zero, ti
                 for r in range(nb):
                     a += rf[r] * (xt[i, r] - m)
                 s1[k, i] += a
+        elif d <= 2:
+            _moments_small(xt, nb, ref[k], resp[k], s1[k], s2[k], zero)
         elif scaled:
             for r in range(nb):
                 rf[r] = np.sqrt(resp[k, r])
