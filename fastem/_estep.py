@@ -54,6 +54,10 @@ def kernel_args(params, dtype):
         P = _own(pc[None], dtype)  # the kernels use P[0]
     elif ct == "spherical":
         P = _own(np.broadcast_to(pc[:, None], (K, d)), dtype)
+    elif ct == "full":
+        # the full E-step reads whole groups of rows of P_k: the entries below
+        # the diagonal must be exact zeros
+        P = _own(np.triu(pc), dtype)
     else:
         P = _own(pc, dtype)
     return means, P, _own(params.log_norm(), np.float64)

@@ -198,19 +198,20 @@ def _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, 
         for k in range(K):
             for r in range(nb):
                 maha[r] = 0.0
-            # two columns j, j + 1 at a time share the loads of diff
+            # Two columns j, j + 1 at a time share the loads of diff; rows are
+            # taken four at a time (P is zero below its diagonal, so a group
+            # may run past row j + 1).  The first group initialises the
+            # partial sums, the last adds the squares to maha directly: two
+            # columns cost ceil((j + 2) / 4) sweeps over the points.
             j = 0
             while j + 1 < d:
-                pa = P[k, 0, j]
-                pb = P[k, 0, j + 1]
                 ca = proj[k, j]
                 cb = proj[k, j + 1]
-                for r in range(nb):
-                    v = diff[0, r]
-                    acc[r] = v * pa - ca
-                    acc2[r] = v * pb - cb
-                i = 1
-                while i + 3 <= j:
+                nrows = j + 2
+                i = 0
+                while i < nrows and i + 3 < d:
+                    first = i == 0
+                    last = i + 4 >= nrows
                     pa0 = P[k, i, j]
                     pa1 = P[k, i + 1, j]
                     pa2 = P[k, i + 2, j]
@@ -219,26 +220,57 @@ def _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, 
                     pb1 = P[k, i + 1, j + 1]
                     pb2 = P[k, i + 2, j + 1]
                     pb3 = P[k, i + 3, j + 1]
-                    for r in range(nb):
-                        v0 = diff[i, r]
-                        v1 = diff[i + 1, r]
-                        v2 = diff[i + 2, r]
-                        v3 = diff[i + 3, r]
-                        acc[r] += (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3)
-                        acc2[r] += (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3)
+                    if first and last:
+                        for r in range(nb):
+                            v0 = diff[i, r]
+                            v1 = diff[i + 1, r]
+                            v2 = diff[i + 2, r]
+                            v3 = diff[i + 3, r]
+                            ya = (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3) - ca
+                            yb = (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3) - cb
+                            maha[r] += ya * ya + yb * yb
+                    elif first:
+                        for r in range(nb):
+                            v0 = diff[i, r]
+                            v1 = diff[i + 1, r]
+                            v2 = diff[i + 2, r]
+                            v3 = diff[i + 3, r]
+                            acc[r] = (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3) - ca
+                            acc2[r] = (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3) - cb
+                    elif last:
+                        for r in range(nb):
+                            v0 = diff[i, r]
+                            v1 = diff[i + 1, r]
+                            v2 = diff[i + 2, r]
+                            v3 = diff[i + 3, r]
+                            ya = acc[r] + ((v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3))
+                            yb = acc2[r] + ((v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3))
+                            maha[r] += ya * ya + yb * yb
+                    else:
+                        for r in range(nb):
+                            v0 = diff[i, r]
+                            v1 = diff[i + 1, r]
+                            v2 = diff[i + 2, r]
+                            v3 = diff[i + 3, r]
+                            acc[r] += (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3)
+                            acc2[r] += (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3)
                     i += 4
-                while i <= j:
-                    pa = P[k, i, j]
-                    pb = P[k, i, j + 1]
+                if i < nrows:
+                    # fewer than four rows left before row d: one at a time
+                    if i == 0:
+                        for r in range(nb):
+                            acc[r] = -ca
+                            acc2[r] = -cb
+                    while i < nrows:
+                        pa = P[k, i, j]
+                        pb = P[k, i, j + 1]
+                        for r in range(nb):
+                            v = diff[i, r]
+                            acc[r] += v * pa
+                            acc2[r] += v * pb
+                        i += 1
                     for r in range(nb):
-                        v = diff[i, r]
-                        acc[r] += v * pa
-                        acc2[r] += v * pb
-                    i += 1
-                pb = P[k, j + 1, j + 1]
-                for r in range(nb):
-                    u = acc2[r] + diff[j + 1, r] * pb
-                    maha[r] += acc[r] * acc[r] + u * u
+                        maha[r] += acc[r] * acc[r] + acc2[r] * acc2[r]
                 j += 2
             if j < d:
                 # last column when d is odd
