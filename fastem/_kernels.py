@@ -1,4 +1,6 @@
-"""Numba kernels: every ``@njit`` function of fastem, and nothing else.
+"""Numba kernels: every ``@njit`` function of fastem, and the few Python
+functions that pick which specialised kernel runs (``pass_full``,
+``resp_stats``).
 
 Note for editors: every helper is marked ``inline="always"``: it is inlined
 into the kernels at the IR level and compiled with the kernel's flags.  (A
@@ -50,6 +52,11 @@ MODE_DIAG = 2
 # from this many features on, full second moments are formed from rows scaled
 # by the square roots of their responsibilities (one array for both factors)
 SCALED_MIN_D = 6
+# code paths of the full type by number of features; each gets kernels of its
+# own (compiled only when data of that kind arrive), see _d_class
+DCLASS_SMALL = 0     # d <= 2: one sweep per component, all in registers
+DCLASS_WEIGHTED = 1  # 2 < d < SCALED_MIN_D: tiles on responsibility-weighted rows
+DCLASS_SCALED = 2    # d >= SCALED_MIN_D: tiles on square-root-scaled rows
 
 _f8 = types.float64
 _i8 = types.int64
@@ -176,7 +183,8 @@ def _logprob_small(diff, nb, proj, P, log_norm, lp):
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp):
+def _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp,
+                        dclass):
     """lp[k, :nb] = log_norm[k] - 0.5 * ||(x - mu_k) P_k||^2 for every k.
 
     P_k is the upper-triangular Cholesky factor of the precision matrix
@@ -192,7 +200,7 @@ def _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, 
         m = ref2[i]
         for r in range(nb):
             diff[i, r] = xt[i, r] - m
-    if d <= 2:
+    if dclass == DCLASS_SMALL:
         _logprob_small(diff, nb, proj, P, log_norm, lp)
     else:
         for k in range(K):
@@ -812,18 +820,18 @@ def _moments_small(xt, nb, centre, g, s1, s2, zero):
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, diff, wd, rf, zero, tied_s1,
-                     nk, s1, s2):
+def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, dclass, diff, wd, rf, zero,
+                     tied_s1, nk, s1, s2):
     """Add one block's statistics to (nk, s1, s2) for the full/tied types.
 
     resp[k, :nb] are the (weighted) responsibilities, wrow[:nb] the row
     weights.  s1 and (full) s2[k] are taken around ref[k]; for the tied type
     s2[0] receives the weighted total scatter around ref2 instead.  Only the
-    upper triangle of s2 is written.  diff (d, block), wd (2, block) and rf
+    upper triangle of s2 is written.  dclass (DCLASS_*) must match d.
+    diff (d, block), wd (2, block) and rf
     (block,) in the data's type are scratch; zero is a zero of that type.
     """
     K, d = ref.shape
-    scaled = d >= SCALED_MIN_D
     for k in range(K):
         tot = 0.0
         for r in range(nb):
@@ -842,9 +850,9 @@ def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, diff, wd, rf, zero, ti
                 for r in range(nb):
                     a += rf[r] * (xt[i, r] - m)
                 s1[k, i] += a
-        elif d <= 2:
+        elif dclass == DCLASS_SMALL:
             _moments_small(xt, nb, ref[k], resp[k], s1[k], s2[k], zero)
-        elif scaled:
+        elif dclass == DCLASS_SCALED:
             for r in range(nb):
                 rf[r] = np.sqrt(resp[k, r])
             _moments_full(xt, nb, ref[k], rf, diff, s1[k], s2[k], zero)
@@ -936,15 +944,17 @@ def _add_into(dst, src):
 def _sig_pass_full(dt, ro):
     return types.void(
         _arr(dt, 2, ro), _arr(_f8, 1), _arr(dt, 2), _arr(dt, 3), _arr(_f8, 1),
-        _arr(dt, 1), _arr(dt, 2), _i8, _i8, _i8, _arr(_f8, 1), _arr(_f8, 2),
+        _arr(dt, 1), _arr(dt, 2), _i8, _i8, _arr(_f8, 1), _arr(_f8, 2),
         _arr(_f8, 3), _arr(_f8, 1),
     )
 
 
-@kernel(_sig_pass_full, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def pass_full(X, w, means, P, log_norm, ref2, proj, mode, block, task_rows, out_nk,
-              out_s1, out_s2, out_ll):
-    """One EM pass for the full (mode 0) and tied (mode 1) covariance types.
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _pass_full_impl(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk,
+                   out_s1, out_s2, out_ll, mode, dclass):
+    """One EM pass for the full (mode 0) and tied (mode 1) covariance types;
+    the body of the pass_* kernels, which fix mode and dclass (DCLASS_*, by the
+    number of features) so that each compiles only its own code path.
 
     Parameters
     ----------
@@ -999,12 +1009,12 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, mode, block, task_rows, out_
                                     lp)
             else:
                 _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2,
-                                    maha, lp)
+                                    maha, lp, dclass)
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
             nbad += bb
-            _accumulate_full(xt, nb, lp, wrow, means, ref2, mode == MODE_TIED, diff,
-                             wd, rf, zero, tied_s1, p_nk[t], p_s1[t], p_s2[t])
+            _accumulate_full(xt, nb, lp, wrow, means, ref2, mode == MODE_TIED, dclass,
+                             diff, wd, rf, zero, tied_s1, p_nk[t], p_s1[t], p_s2[t])
         p_ll[t] = ll
         p_bad[t] = nbad
     for t in range(ntasks):
@@ -1013,6 +1023,57 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, mode, block, task_rows, out_
         _add_into(out_s2, p_s2[t])
         out_ll[0] += p_ll[t]
         out_ll[1] += p_bad[t]
+
+
+
+@kernel(_sig_pass_full, parallel=True, cache=CACHE, fastmath=FASTMATH)
+def pass_full_small(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
+                    out_s2, out_ll):
+    """_pass_full_impl: full covariances, one or two features."""
+    _pass_full_impl(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
+                    out_s2, out_ll, MODE_FULL, DCLASS_SMALL)
+
+
+@kernel(_sig_pass_full, parallel=True, cache=CACHE, fastmath=FASTMATH)
+def pass_full_weighted(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk,
+                       out_s1, out_s2, out_ll):
+    """_pass_full_impl: full covariances, 2 < d < SCALED_MIN_D."""
+    _pass_full_impl(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
+                    out_s2, out_ll, MODE_FULL, DCLASS_WEIGHTED)
+
+
+@kernel(_sig_pass_full, parallel=True, cache=CACHE, fastmath=FASTMATH)
+def pass_full_scaled(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk,
+                     out_s1, out_s2, out_ll):
+    """_pass_full_impl: full covariances, d >= SCALED_MIN_D."""
+    _pass_full_impl(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
+                    out_s2, out_ll, MODE_FULL, DCLASS_SCALED)
+
+
+@kernel(_sig_pass_full, parallel=True, cache=CACHE, fastmath=FASTMATH)
+def pass_tied(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
+              out_s2, out_ll):
+    """_pass_full_impl: the tied covariance type."""
+    _pass_full_impl(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
+                    out_s2, out_ll, MODE_TIED, DCLASS_SCALED)
+
+
+def _d_class(d):
+    if d <= 2:
+        return DCLASS_SMALL
+    return DCLASS_WEIGHTED if d < SCALED_MIN_D else DCLASS_SCALED
+
+
+def pass_full(X, w, means, P, log_norm, ref2, proj, mode, block, task_rows, out_nk, out_s1,
+              out_s2, out_ll):
+    """One EM pass for the full and tied types: runs the kernel specialised for
+    ``mode`` and the number of features (arguments as in _pass_full_impl)."""
+    if mode == MODE_TIED:
+        kern = pass_tied
+    else:
+        kern = (pass_full_small, pass_full_weighted, pass_full_scaled)[_d_class(X.shape[1])]
+    kern(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1, out_s2,
+         out_ll)
 
 
 def _sig_pass_diag(dt, ro):
@@ -1110,7 +1171,7 @@ def logprob_full(X, means, P, log_norm, ref2, proj, mode, block, out):
             _logprob_block_tied(xt, nb, ref2, P[0], proj, log_norm, diff, Y, maha, lp)
         else:
             _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha,
-                                lp)
+                                lp, DCLASS_SMALL if d <= 2 else DCLASS_SCALED)
         for r in range(nb):
             for k in range(K):
                 out[start + r, k] = lp[k, r]
@@ -1151,15 +1212,16 @@ def logprob_diag(X, means, prec, log_norm, ref2, proj, block, out):
 
 def _sig_resp_stats(dt, ro):
     return types.void(
-        _arr(dt, 2, ro), _arr(_f8, 2), _arr(dt, 2), _arr(dt, 1), _i8, _i8, _i8,
+        _arr(dt, 2, ro), _arr(_f8, 2), _arr(dt, 2), _arr(dt, 1), _i8, _i8,
         _arr(_f8, 1), _arr(_f8, 2), _arr(_f8, 3), _arr(_f8, 2),
     )
 
 
-@kernel(_sig_resp_stats, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def resp_stats(X, resp, ref, ref2, mode, block, task_rows, out_nk, out_s1, out_s2,
-               out_s2d):
-    """Statistics of X under given (weighted) responsibilities resp (n, K).
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _resp_stats_impl(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2,
+                     out_s2d, mode, dclass):
+    """Statistics of X under given (weighted) responsibilities resp (n, K);
+    the body of the resp_stats_* kernels (mode and dclass fixed in each).
 
     Adds, in task order, to the accumulators out_nk (K,), out_s1 (K, d)
     around ref, out_s2 (K, d, d) for the full mode or (1, d, d) total scatter around ref2 for
@@ -1202,13 +1264,67 @@ def resp_stats(X, resp, ref, ref2, mode, block, task_rows, out_nk, out_s1, out_s
             if diag:
                 _accumulate_diag(xt, nb, lp, ref, rf, zero, p_nk[t], p_s1[t], p_s2d[t])
             else:
-                _accumulate_full(xt, nb, lp, wrow, ref, ref2, tied, diff, wd, rf, zero,
-                                 tied_s1, p_nk[t], p_s1[t], p_s2[t])
+                _accumulate_full(xt, nb, lp, wrow, ref, ref2, tied, dclass, diff, wd, rf,
+                                 zero, tied_s1, p_nk[t], p_s1[t], p_s2[t])
     for t in range(ntasks):
         _add_into(out_nk, p_nk[t])
         _add_into(out_s1, p_s1[t])
         _add_into(out_s2, p_s2[t])
         _add_into(out_s2d, p_s2d[t])
+
+
+@kernel(_sig_resp_stats, parallel=True, cache=CACHE, fastmath=FASTMATH)
+def resp_stats_diag(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2,
+                    out_s2d):
+    """_resp_stats_impl: the diag and spherical types."""
+    _resp_stats_impl(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2, out_s2d,
+                     MODE_DIAG, DCLASS_SCALED)
+
+
+@kernel(_sig_resp_stats, parallel=True, cache=CACHE, fastmath=FASTMATH)
+def resp_stats_tied(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2,
+                    out_s2d):
+    """_resp_stats_impl: the tied type."""
+    _resp_stats_impl(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2, out_s2d,
+                     MODE_TIED, DCLASS_SCALED)
+
+
+@kernel(_sig_resp_stats, parallel=True, cache=CACHE, fastmath=FASTMATH)
+def resp_stats_full_small(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2,
+                          out_s2d):
+    """_resp_stats_impl: full covariances, one or two features."""
+    _resp_stats_impl(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2, out_s2d,
+                     MODE_FULL, DCLASS_SMALL)
+
+
+@kernel(_sig_resp_stats, parallel=True, cache=CACHE, fastmath=FASTMATH)
+def resp_stats_full_weighted(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2,
+                             out_s2d):
+    """_resp_stats_impl: full covariances, 2 < d < SCALED_MIN_D."""
+    _resp_stats_impl(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2, out_s2d,
+                     MODE_FULL, DCLASS_WEIGHTED)
+
+
+@kernel(_sig_resp_stats, parallel=True, cache=CACHE, fastmath=FASTMATH)
+def resp_stats_full_scaled(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2,
+                           out_s2d):
+    """_resp_stats_impl: full covariances, d >= SCALED_MIN_D."""
+    _resp_stats_impl(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2, out_s2d,
+                     MODE_FULL, DCLASS_SCALED)
+
+
+def resp_stats(X, resp, ref, ref2, mode, block, task_rows, out_nk, out_s1, out_s2, out_s2d):
+    """Statistics of X under given responsibilities: runs the kernel
+    specialised for ``mode`` and the number of features (arguments as in
+    _resp_stats_impl)."""
+    if mode == MODE_DIAG:
+        kern = resp_stats_diag
+    elif mode == MODE_TIED:
+        kern = resp_stats_tied
+    else:
+        kern = (resp_stats_full_small, resp_stats_full_weighted,
+                resp_stats_full_scaled)[_d_class(X.shape[1])]
+    kern(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2, out_s2d)
 
 
 # ---------------------------------------------------------------------------
