@@ -607,6 +607,73 @@ def _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum):
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _gram_tiles(u, ua, ub, v, i, nb, s2, zero):
+    """s2[i, j] += sum_r u[ua, r] v[j, r] and, if i + 1 < d, s2[i + 1, j] +=
+    sum_r u[ub, r] v[j, r], for j >= i (d = v.shape[0]).
+
+    Register tiles of 2 rows x 4 columns: six loads feed eight multiply-adds.
+    The sums over one block are formed in the data's precision (``zero`` is a
+    zero of that type, as are u and v) and added to the float64 accumulator
+    s2.  Row ub of u is read (not stored) even when i + 1 == d.
+    """
+    d = v.shape[0]
+    two = i + 1 < d
+    j = i
+    while j + 3 < d:
+        c00 = zero
+        c01 = zero
+        c02 = zero
+        c03 = zero
+        if two:
+            c10 = zero
+            c11 = zero
+            c12 = zero
+            c13 = zero
+            for r in range(nb):
+                u0 = u[ua, r]
+                u1 = u[ub, r]
+                v0 = v[j, r]
+                v1 = v[j + 1, r]
+                v2 = v[j + 2, r]
+                v3 = v[j + 3, r]
+                c00 += u0 * v0
+                c01 += u0 * v1
+                c02 += u0 * v2
+                c03 += u0 * v3
+                c10 += u1 * v0
+                c11 += u1 * v1
+                c12 += u1 * v2
+                c13 += u1 * v3
+            s2[i + 1, j] += c10
+            s2[i + 1, j + 1] += c11
+            s2[i + 1, j + 2] += c12
+            s2[i + 1, j + 3] += c13
+        else:
+            for r in range(nb):
+                u0 = u[ua, r]
+                c00 += u0 * v[j, r]
+                c01 += u0 * v[j + 1, r]
+                c02 += u0 * v[j + 2, r]
+                c03 += u0 * v[j + 3, r]
+        s2[i, j] += c00
+        s2[i, j + 1] += c01
+        s2[i, j + 2] += c02
+        s2[i, j + 3] += c03
+        j += 4
+    while j < d:
+        c00 = zero
+        c10 = zero
+        for r in range(nb):
+            vj = v[j, r]
+            c00 += u[ua, r] * vj
+            c10 += u[ub, r] * vj
+        s2[i, j] += c00
+        if two:
+            s2[i + 1, j] += c10
+        j += 1
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _moments_full(xt, nb, centre, sq, z, s1, s2, zero):
     """With g = sq[:nb] the square roots of the row weights (responsibilities):
     s1[i] += sum_r g^2 (x_i - c_i); s2[i, j] += sum_r g^2 (x_i - c_i)(x_j - c_j)
@@ -614,12 +681,11 @@ def _moments_full(xt, nb, centre, sq, z, s1, s2, zero):
     upper triangle is used).
 
     The scaled rows z = (x - c) g are formed once (z is (d, block) scratch),
-    so that s2 = z z^T reads one array: register tiles of 2 rows x 4 columns,
-    six loads for eight multiply-adds, no weighted copy per row pair.  The
-    sums over one block are formed in the data's precision (``zero`` is a zero
-    of that type; sq and z have it too) and added to the float64 accumulators
-    s1, s2: float32 data gets twice the SIMD width, and the centred terms
-    cannot make a variance negative.
+    so that s2 = z z^T reads one array for both factors of the tiles
+    (:func:`_gram_tiles`), with no weighted copy per row pair.  Sums over a
+    block are in the data's precision (``zero``; sq and z have that type too),
+    added to the float64 accumulators s1, s2: float32 data gets twice the SIMD
+    width, and the centred terms cannot make a variance negative.
     """
     d = z.shape[0]
     for i in range(d):
@@ -631,64 +697,8 @@ def _moments_full(xt, nb, centre, sq, z, s1, s2, zero):
             z[i, r] = t
             a += g * t
         s1[i] += a
-    i = 0
-    while i < d:
-        two = i + 1 < d
-        i1 = i + 1 if two else i
-        j = i
-        while j + 3 < d:
-            c00 = zero
-            c01 = zero
-            c02 = zero
-            c03 = zero
-            if two:
-                c10 = zero
-                c11 = zero
-                c12 = zero
-                c13 = zero
-                for r in range(nb):
-                    u0 = z[i, r]
-                    u1 = z[i1, r]
-                    v0 = z[j, r]
-                    v1 = z[j + 1, r]
-                    v2 = z[j + 2, r]
-                    v3 = z[j + 3, r]
-                    c00 += u0 * v0
-                    c01 += u0 * v1
-                    c02 += u0 * v2
-                    c03 += u0 * v3
-                    c10 += u1 * v0
-                    c11 += u1 * v1
-                    c12 += u1 * v2
-                    c13 += u1 * v3
-                s2[i1, j] += c10
-                s2[i1, j + 1] += c11
-                s2[i1, j + 2] += c12
-                s2[i1, j + 3] += c13
-            else:
-                for r in range(nb):
-                    u0 = z[i, r]
-                    c00 += u0 * z[j, r]
-                    c01 += u0 * z[j + 1, r]
-                    c02 += u0 * z[j + 2, r]
-                    c03 += u0 * z[j + 3, r]
-            s2[i, j] += c00
-            s2[i, j + 1] += c01
-            s2[i, j + 2] += c02
-            s2[i, j + 3] += c03
-            j += 4
-        while j < d:
-            c00 = zero
-            c10 = zero
-            for r in range(nb):
-                v = z[j, r]
-                c00 += z[i, r] * v
-                c10 += z[i1, r] * v
-            s2[i, j] += c00
-            if two:
-                s2[i1, j] += c10
-            j += 1
-        i += 2
+    for i in range(0, d, 2):
+        _gram_tiles(z, i, min(i + 1, d - 1), z, i, nb, s2, zero)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -698,20 +708,15 @@ def _moments_weighted(resp, nb, diff, wd, s1, s2, zero):
     upper triangle is used).
 
     Used for few features (d < SCALED_MIN_D), where the square roots of
-    :func:`_moments_full` cost more than they save.  Register tiles of 2 rows
-    x 4 columns: six loads feed eight multiply-adds.
-    The sums over one block are formed in the data's precision (``zero`` is a
-    zero of that type; resp and wd (2, block) have it too) and added to the
-    float64 accumulators s1, s2: float32 data gets twice the SIMD width, and
-    the centred terms cannot make a variance negative.
+    :func:`_moments_full` cost more than they save: rows i, i + 1 weighted by
+    resp go to wd (2, block), then :func:`_gram_tiles` against diff.  Types
+    as in :func:`_moments_full` (resp and wd in the data's precision).
     """
     d = diff.shape[0]
-    i = 0
-    while i < d:
-        two = i + 1 < d
+    for i in range(0, d, 2):
         a0 = zero
         a1 = zero
-        if two:
+        if i + 1 < d:
             for r in range(nb):
                 t0 = resp[r] * diff[i, r]
                 t1 = resp[r] * diff[i + 1, r]
@@ -727,60 +732,7 @@ def _moments_weighted(resp, nb, diff, wd, s1, s2, zero):
                 wd[0, r] = t0
                 a0 += t0
             s1[i] += a0
-        j = i
-        while j + 3 < d:
-            c00 = zero
-            c01 = zero
-            c02 = zero
-            c03 = zero
-            if two:
-                c10 = zero
-                c11 = zero
-                c12 = zero
-                c13 = zero
-                for r in range(nb):
-                    u0 = wd[0, r]
-                    u1 = wd[1, r]
-                    v0 = diff[j, r]
-                    v1 = diff[j + 1, r]
-                    v2 = diff[j + 2, r]
-                    v3 = diff[j + 3, r]
-                    c00 += u0 * v0
-                    c01 += u0 * v1
-                    c02 += u0 * v2
-                    c03 += u0 * v3
-                    c10 += u1 * v0
-                    c11 += u1 * v1
-                    c12 += u1 * v2
-                    c13 += u1 * v3
-                s2[i + 1, j] += c10
-                s2[i + 1, j + 1] += c11
-                s2[i + 1, j + 2] += c12
-                s2[i + 1, j + 3] += c13
-            else:
-                for r in range(nb):
-                    u0 = wd[0, r]
-                    c00 += u0 * diff[j, r]
-                    c01 += u0 * diff[j + 1, r]
-                    c02 += u0 * diff[j + 2, r]
-                    c03 += u0 * diff[j + 3, r]
-            s2[i, j] += c00
-            s2[i, j + 1] += c01
-            s2[i, j + 2] += c02
-            s2[i, j + 3] += c03
-            j += 4
-        while j < d:
-            c00 = zero
-            c10 = zero
-            for r in range(nb):
-                v = diff[j, r]
-                c00 += wd[0, r] * v
-                c10 += wd[1, r] * v
-            s2[i, j] += c00
-            if two:
-                s2[i + 1, j] += c10
-            j += 1
-        i += 2
+        _gram_tiles(wd, 0, 1, diff, i, nb, s2, zero)
 
 
 @njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
