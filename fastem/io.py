@@ -266,6 +266,9 @@ class _Backend:
     # must be validated before columns can be taken, and re-selections of an
     # existing ChunkSource use post_positions.
     post_positions = None
+    # A _FileWatch of the file behind a file source, checked at the start of
+    # every pass (and by blocks() at its end), or None.
+    watch = None
 
     @property
     def raw_columns(self):
@@ -276,6 +279,14 @@ class _Backend:
 
     def start(self):
         """Called in the consumer's thread when an iteration begins."""
+        if self.watch is not None:
+            self.watch.check()
+
+    def end_of_pass(self):
+        """Called by blocks() after its last block: the file must not have
+        changed while it was read."""
+        if self.watch is not None:
+            self.watch.check()
 
     def blocks(self, chunk_size, dtype):
         raise NotImplementedError
@@ -304,8 +315,16 @@ class _SlicedBackend(_Backend):
     def blocks(self, chunk_size, dtype):
         obj = self.obj
         for start in range(0, self.n_samples, chunk_size):
-            block = self._read(obj, start, min(start + chunk_size, self.n_samples))
+            stop = min(start + chunk_size, self.n_samples)
+            if self.watch is None:
+                block = self._read(obj, start, stop)
+            else:  # a Zarr store: errors name it
+                try:
+                    block = self._read(obj, start, stop)
+                except (OSError, ValueError) as exc:
+                    raise _read_error(self.name, exc, self.watch) from exc
             yield _column_take(block, self.positions)
+        self.end_of_pass()
 
 
 class _DataFrameBackend(_Backend):
@@ -341,27 +360,148 @@ class _DataFrameBackend(_Backend):
             yield part.to_numpy(dtype=dtype, na_value=np.nan)
 
 
-class _NpyBackend(_Backend):
-    """A ``.npy`` file read block by block with ``readinto`` at row offsets.
+# ---------------------------------------------------------------------------
+# Files that change while they are read. A file source records the identity
+# of its file (size, modification time, inode) when it is opened and checks
+# it again at the start and at the end of every pass: a fit that reads the
+# data once per EM iteration must not silently mix the rows of two files.
+# ---------------------------------------------------------------------------
 
-    C-ordered files are read sequentially with plain file reads. Fortran-ordered
-    files store each column contiguously, so a block of rows is scattered over
-    the whole file; they are read through a read-only ``np.memmap`` and each
-    block of rows is copied out (made C-contiguous) on its own.
+
+def _identity(st):
+    return (st.st_size, st.st_mtime_ns, st.st_ino, st.st_dev)
+
+
+def _stat_changes(old, new):
+    """What differs between two ``os.stat`` results, in words (a list)."""
+    changes = []
+    if (old.st_ino, old.st_dev) != (new.st_ino, new.st_dev):
+        changes.append("replaced by another file")
+    if old.st_size != new.st_size:
+        changes.append(f"size {old.st_size} -> {new.st_size} bytes")
+    if old.st_mtime_ns != new.st_mtime_ns:
+        changes.append("modified")
+    return changes
+
+
+def _changed_error(path, changes):
+    return ValueError(
+        f"{path} changed since the fit started ({'; '.join(changes)}); a file "
+        "must not be rewritten, truncated or replaced while it is being read, "
+        "because the result would mix rows of the old and the new data. Write "
+        "new data to a new file, or fit again once the file is complete."
+    )
+
+
+class _FileWatch:
+    """The identity of a file when a source opened it, checked again later."""
+
+    def __init__(self, path, st=None):
+        self.path = path
+        self.stat = os.stat(path) if st is None else st
+
+    def changes(self, st=None):
+        """Differences to the recorded identity (``st``: a fresh stat, or None)."""
+        if st is None:
+            try:
+                st = os.stat(self.path)
+            except FileNotFoundError:
+                return ["the file was deleted or moved away"]
+        return _stat_changes(self.stat, st)
+
+    def check(self, st=None):
+        changes = self.changes(st)
+        if changes:
+            raise _changed_error(self.path, changes)
+
+
+def _read_error(path, exc, watch=None):
+    """A read error that names ``path``: the file changed, or ``exc`` reworded.
+
+    Errors that already name the file are returned unchanged.
+    """
+    if watch is not None:
+        changes = watch.changes()
+        if changes:
+            return _changed_error(path, changes)
+    if path in str(exc):
+        return exc
+    if isinstance(exc, OSError):
+        return OSError(f"could not read {path}: {exc}")
+    return ValueError(f"could not read {path}: {exc}")
+
+
+def _read_npy_header(f, path):
+    """Parse a ``.npy`` header: (shape, fortran_order, dtype, data offset).
+
+    Every failure (not a ``.npy`` file, a truncated or garbled header) is a
+    ValueError naming ``path``.
+    """
+    try:
+        version = np.lib.format.read_magic(f)
+        if version == (1, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
+        elif version == (2, 0):
+            shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
+        else:
+            shape, fortran, dtype = _read_npy_header_utf8(f, path)
+    except (ValueError, SyntaxError, TypeError, KeyError, EOFError) as exc:
+        if path in str(exc):
+            raise
+        raise ValueError(
+            f"{path} is not a readable .npy file (its header is truncated or "
+            f"invalid): {exc}"
+        ) from exc
+    return tuple(int(s) for s in shape), bool(fortran), dtype, f.tell()
+
+
+if hasattr(os, "preadv"):
+
+    def _pread(f, view, offset):
+        return os.preadv(f.fileno(), [view], offset)
+
+else:  # pragma: no cover - platforms without preadv (Windows)
+
+    def _pread(f, view, offset):
+        f.seek(offset)
+        return f.readinto(view)
+
+
+def _read_at(f, buf, offset):
+    """Fill the contiguous array ``buf`` from byte ``offset`` of the raw file
+    ``f``; returns the number of bytes read (fewer only at the end of file)."""
+    view = memoryview(buf.reshape(-1).view(np.uint8))
+    want = len(view)
+    got = 0
+    while got < want:
+        n = _pread(f, view[got:], offset + got)
+        if not n:
+            break
+        got += n
+    return got
+
+
+class _NpyBackend(_Backend):
+    """A ``.npy`` file read block by block into fresh buffers with ``pread``.
+
+    No memory map is used, so a file truncated while it is read gives a
+    ValueError naming it instead of a bus error. C-ordered files are read
+    one contiguous run of rows per block. Fortran-ordered files store each
+    column contiguously: a block of rows is read as one run per (selected)
+    column, at that column's offset, into a column-major buffer, so memory
+    stays bounded by the block size as well.
+
+    The file's identity (size, modification time, inode, and the header's
+    shape, dtype and order) is recorded when the source is opened and checked
+    at the start and the end of every pass.
     """
 
     def __init__(self, path, columns):
         self.path = path
         self.name = path
         with open(path, "rb") as f:
-            version = np.lib.format.read_magic(f)
-            if version == (1, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
-            elif version == (2, 0):
-                shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
-            else:
-                shape, fortran, dtype = _read_npy_header_utf8(f, path)
-            self.offset = f.tell()
+            st = os.fstat(f.fileno())
+            shape, fortran, dtype, offset = _read_npy_header(f, path)
         if dtype.hasobject or dtype.names is not None or dtype.subdtype is not None:
             raise TypeError(
                 f"{path} holds a structured or object array (dtype {dtype}); fastem "
@@ -369,52 +509,86 @@ class _NpyBackend(_Backend):
             )
         _check_numeric(dtype, path)
         _check_shape(shape, path)
-        expected = self.offset + math.prod(shape) * dtype.itemsize
-        actual = os.path.getsize(path)
-        if actual < expected:
+        self.offset = offset
+        self.expected_size = offset + math.prod(shape) * dtype.itemsize
+        if st.st_size < self.expected_size:
             raise ValueError(
                 f"{path} is truncated: its header describes a {dtype} array of shape "
-                f"{tuple(shape)}, which needs {expected} bytes, but the file has only "
-                f"{actual} bytes. The file was probably not written completely; "
-                "write it again."
+                f"{tuple(shape)}, which needs {self.expected_size} bytes, but the file "
+                f"has only {st.st_size} bytes. The file was probably not written "
+                "completely; write it again."
             )
+        self.watch = _FileWatch(path, st)
         self.file_dtype = dtype
-        self.fortran = bool(fortran)
-        self.shape = tuple(int(s) for s in shape)
-        self.n_samples = self.shape[0]
-        self.positions = _resolve_columns(columns, None, self.shape[1], path)
+        self.fortran = fortran
+        self.shape = shape
+        self.n_samples = shape[0]
+        self.positions = _resolve_columns(columns, None, shape[1], path)
         self.columns = _as_list(columns)
-        self.n_features = self.shape[1] if self.positions is None else len(self.positions)
+        self.n_features = shape[1] if self.positions is None else len(self.positions)
         self.source_dtype = dtype
+
+    def _header_changes(self):
+        """Differences between the file's header now and when it was opened."""
+        try:
+            with open(self.path, "rb") as f:
+                shape, fortran, dtype, offset = _read_npy_header(f, self.path)
+        except FileNotFoundError:
+            return []  # reported by the stat check
+        except ValueError:
+            return ["its header is no longer readable"]
+        changes = []
+        if shape != self.shape:
+            changes.append(f"shape {self.shape} -> {shape}")
+        if dtype != self.file_dtype:
+            changes.append(f"dtype {self.file_dtype} -> {dtype}")
+        if fortran != self.fortran:
+            order = {False: "C", True: "Fortran"}
+            changes.append(f"order {order[self.fortran]} -> {order[fortran]}")
+        if offset != self.offset and not changes:
+            changes.append(f"data offset {self.offset} -> {offset}")
+        return changes
+
+    def start(self):
+        changes = self._header_changes() + self.watch.changes()
+        if changes:
+            raise _changed_error(self.path, changes)
+
+    def _short_read(self, f, rows):
+        size = os.fstat(f.fileno()).st_size
+        return ValueError(
+            f"{self.path}: file is shorter than its header says (expected "
+            f"{self.expected_size} bytes, got {size}) while reading rows "
+            f"{rows[0]}..{rows[1] - 1}; was it truncated or replaced during the fit?"
+        )
 
     def blocks(self, chunk_size, dtype):
         n, d = self.shape
-        if self.fortran:
-            mm = np.memmap(
-                self.path, dtype=self.file_dtype, mode="r", offset=self.offset,
-                shape=self.shape, order="F",
-            )
-            try:
+        item = self.file_dtype.itemsize
+        with open(self.path, "rb", buffering=0) as f:
+            # The file opened now must be the one start() checked.
+            self.watch.check(os.fstat(f.fileno()))
+            if self.fortran:
+                cols = list(range(d)) if self.positions is None else self.positions
                 for start in range(0, n, chunk_size):
-                    block = _column_take(mm[start : start + chunk_size], self.positions)
-                    yield np.array(block, dtype=dtype, order="C")
-            finally:
-                del mm
-            return
-        row_bytes = d * self.file_dtype.itemsize
-        with open(self.path, "rb") as f:
-            f.seek(self.offset)
-            for start in range(0, n, chunk_size):
-                rows = min(chunk_size, n - start)
-                buf = np.empty((rows, d), dtype=self.file_dtype)
-                got = f.readinto(memoryview(buf).cast("B"))
-                if got != rows * row_bytes:
-                    raise ValueError(
-                        f"{self.path} is truncated: reading rows {start}..{start + rows - 1} "
-                        f"needed {rows * row_bytes} bytes at offset "
-                        f"{self.offset + start * row_bytes}, got {got}"
-                    )
-                yield _column_take(buf, self.positions)
+                    rows = min(chunk_size, n - start)
+                    buf = np.empty((len(cols), rows), dtype=self.file_dtype)
+                    for i, col in enumerate(cols):
+                        where = self.offset + (col * n + start) * item
+                        if _read_at(f, buf[i], where) != rows * item:
+                            raise self._short_read(f, (start, start + rows))
+                    yield buf.T  # (rows, len(cols)), made C-contiguous by the caller
+            else:
+                row_bytes = d * item
+                for start in range(0, n, chunk_size):
+                    rows = min(chunk_size, n - start)
+                    buf = np.empty((rows, d), dtype=self.file_dtype)
+                    got = _read_at(f, buf, self.offset + start * row_bytes)
+                    if got != rows * row_bytes:
+                        raise self._short_read(f, (start, start + rows))
+                    yield _column_take(buf, self.positions)
+            # Rows of a file modified during this pass may be a mixture.
+            self.watch.check(os.fstat(f.fileno()))
 
 
 def _read_npy_header_utf8(f, path):
@@ -440,6 +614,7 @@ class _CsvBackend(_Backend):
     def __init__(self, path, columns):
         self.path = path
         self.name = path
+        self.watch = _FileWatch(path)
         suffix = os.path.splitext(path)[1].lower()
         lines = _first_lines(path, 20)
         if not lines:
@@ -478,6 +653,7 @@ class _CsvBackend(_Backend):
             yield from self._blocks_python(chunk_size, dtype)
         else:
             yield from self._blocks_pandas(chunk_size, dtype)
+        self.end_of_pass()
 
     def _blocks_pandas(self, chunk_size, dtype):
         import pandas as pd
@@ -505,9 +681,12 @@ class _CsvBackend(_Backend):
                 except StopIteration:
                     return
                 except (ValueError, pd.errors.ParserError) as exc:
+                    self.watch.check()  # a file cut mid-line is no bad cell
                     # Find the offending line and cell with the exact reader.
                     self._locate_error()
                     raise ValueError(f"could not read {self.path}: {exc}") from exc
+                except OSError as exc:
+                    raise _read_error(self.path, exc, self.watch) from exc
                 values = frame.to_numpy(dtype=np.float64)
                 yield values[:, order] if order != list(range(len(used))) else values
         finally:
@@ -529,6 +708,12 @@ class _CsvBackend(_Backend):
 
     def _parsed_rows(self, pos):
         """Yield each data row's selected cells as floats, checking every line."""
+        try:
+            yield from self._parsed_rows_unchecked(pos)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{self.path} is not UTF-8 text: {exc}") from exc
+
+    def _parsed_rows_unchecked(self, pos):
         with open(self.path, newline="", encoding="utf-8-sig") as f:
             if self.delimiter is None:
                 rows = ((i + 1, line.split()) for i, line in enumerate(f))
@@ -573,11 +758,14 @@ class _CsvBackend(_Backend):
 def _first_lines(path, n):
     lines = []
     with open(path, newline="", encoding="utf-8-sig") as f:
-        for line in f:
-            if line.strip():
-                lines.append(line.rstrip("\r\n"))
-                if len(lines) == n:
-                    break
+        try:
+            for line in f:
+                if line.strip():
+                    lines.append(line.rstrip("\r\n"))
+                    if len(lines) == n:
+                        break
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path} is not UTF-8 text: {exc}") from exc
     return lines
 
 
@@ -613,7 +801,11 @@ class _ParquetBackend(_Backend):
         self.path = path
         self.name = path
         with open(path, "rb") as fh:
-            pf = pq.ParquetFile(fh)
+            self.watch = _FileWatch(path, os.fstat(fh.fileno()))
+            try:
+                pf = pq.ParquetFile(fh)
+            except (OSError, ValueError) as exc:
+                raise _read_error(path, exc) from exc
             schema = pf.schema_arrow
             self.n_samples = int(pf.metadata.num_rows)
         names = list(schema.names)
@@ -645,17 +837,27 @@ class _ParquetBackend(_Backend):
         import pyarrow.parquet as pq
 
         with open(self.path, "rb") as fh:
-            pf = pq.ParquetFile(fh)
+            self.watch.check(os.fstat(fh.fileno()))
             try:
-                for batch in pf.iter_batches(
-                    batch_size=chunk_size, columns=self.column_names
-                ):
+                pf = pq.ParquetFile(fh)
+                batches = pf.iter_batches(batch_size=chunk_size, columns=self.column_names)
+            except (OSError, ValueError) as exc:
+                raise _read_error(self.path, exc, self.watch) from exc
+            try:
+                while True:
+                    try:
+                        batch = next(batches, None)
+                    except (OSError, ValueError) as exc:
+                        raise _read_error(self.path, exc, self.watch) from exc
+                    if batch is None:
+                        break
                     out = np.empty((batch.num_rows, self.n_features), dtype=dtype)
                     for j in range(self.n_features):
                         out[:, j] = batch.column(j).to_numpy(zero_copy_only=False)
                     yield out
             finally:
                 pf.close()
+        self.end_of_pass()
 
 
 class _Hdf5Backend(_SlicedBackend):
@@ -664,22 +866,44 @@ class _Hdf5Backend(_SlicedBackend):
     def __init__(self, path, key, columns):
         h5py = _import_optional("h5py", "Reading HDF5 files", "hdf5")
         self.path = path
-        with h5py.File(path, "r") as f:
+        watch = _FileWatch(path)
+        try:
+            f = h5py.File(path, "r")
+        except OSError as exc:
+            raise _read_error(path, exc) from exc
+        with f:
             key = _pick_hdf5_dataset(f, key, path, h5py)
             ds = f[key]
             name = f"{path}::{key}"
             super().__init__(ds, columns, name, _row_chunk(ds))
         self.key = key
+        self.watch = watch
         self.obj = None  # the file is closed again; blocks() reopens it
 
     def blocks(self, chunk_size, dtype):
         import h5py
 
-        with h5py.File(self.path, "r") as f:
-            ds = f[self.key]
+        try:
+            f = h5py.File(self.path, "r")
+        except OSError as exc:
+            raise _read_error(self.path, exc, self.watch) from exc
+        with f:
+            try:
+                ds = f[self.key]
+                shape = tuple(ds.shape)
+            except (KeyError, OSError, ValueError) as exc:
+                raise _read_error(self.name, exc, self.watch) from exc
+            if shape[:1] != (self.n_samples,):
+                raise _changed_error(
+                    self.name, [f"shape ({self.n_samples}, ...) -> {shape}"]
+                )
             for start in range(0, self.n_samples, chunk_size):
-                block = ds[start : min(start + chunk_size, self.n_samples)]
+                try:
+                    block = ds[start : min(start + chunk_size, self.n_samples)]
+                except (OSError, ValueError, RuntimeError) as exc:
+                    raise _read_error(self.name, exc, self.watch) from exc
                 yield _column_take(block, self.positions)
+        self.end_of_pass()
 
 
 def _pick_hdf5_dataset(f, key, path, h5py):
@@ -700,6 +924,21 @@ def _pick_hdf5_dataset(f, key, path, h5py):
         f"{path} contains several datasets {found}; name one as "
         f"'{path}::{found[0]}'"
     )
+
+
+def _zarr_watch(path, name):
+    """A _FileWatch for a Zarr store: the file of a zip store, or the metadata
+    file of the array in a directory store (rewritten when it is resized).
+    Chunk files rewritten in place are not noticed."""
+    if os.path.isfile(path):
+        return _FileWatch(path)
+    key = name[len(path) + 2 :] if name.startswith(path + "::") else ""
+    folder = os.path.join(path, *[p for p in key.split("/") if p])
+    for meta in ("zarr.json", ".zarray"):
+        meta_path = os.path.join(folder, meta)
+        if os.path.isfile(meta_path):
+            return _FileWatch(meta_path)
+    return None
 
 
 def _open_zarr(path, key):
@@ -794,7 +1033,10 @@ class _IterableBackend(_Backend):
             if self._consumed:
                 raise ValueError(
                     f"{self.name} is a one-shot iterator and was already consumed; "
-                    "pass a list or a re-iterable object"
+                    "pass a list or a re-iterable object (one whose __iter__ starts "
+                    "again from the first block), or a file path: it can be read "
+                    "only once, and this needs another pass over the data (a fit "
+                    "reads it once for the initialisation and once per EM iteration)"
                 )
             self._consumed = True
 
@@ -1135,10 +1377,20 @@ def chunks(source, chunk_size=None, columns=None, dtype=None, prefetch=True):
     usual missing-value markers ("NA", "nan", ...) become NaN. ``n_samples``
     is None for CSV files.
 
-    ``.npy`` files are read with plain file reads of ``chunk_size`` rows at
-    a time, never loaded whole. Fortran-ordered ``.npy`` files are supported
-    through a read-only memory map, from which each block is copied.
-    Truncated files are reported when the source is built.
+    ``.npy`` files are read with positioned reads (``pread``) of
+    ``chunk_size`` rows at a time into fresh buffers, never loaded whole and
+    never memory-mapped; Fortran-ordered files are read one run per column
+    for each block of rows. Truncated files are reported when the source is
+    built, and a file cut short while it is read gives a ValueError naming
+    it.
+
+    File sources record their file's size, modification time and inode (and
+    for ``.npy`` the header's shape, dtype and order) when they are built, and
+    check them at the start and the end of every pass: a file rewritten,
+    truncated or replaced between or during passes raises a ValueError naming
+    it instead of silently mixing two data sets. For Zarr directory stores
+    only the array's metadata file is watched (a resize is noticed, chunk
+    files rewritten in place are not).
 
     Examples
     --------
@@ -1228,7 +1480,9 @@ def _path_backend(path, columns):
         )
     if is_zarr:
         arr, name = _open_zarr(file_path, key)
-        return _SlicedBackend(arr, columns, name, _row_chunk(arr))
+        backend = _SlicedBackend(arr, columns, name, _row_chunk(arr))
+        backend.watch = _zarr_watch(file_path, name)
+        return backend
     if os.path.isdir(file_path):
         raise ValueError(f"{file_path!r} is a directory, not a data file or Zarr store")
     if suffix == ".npy":
