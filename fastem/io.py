@@ -445,8 +445,10 @@ def _read_npy_header(f, path):
             shape, fortran, dtype = np.lib.format.read_array_header_2_0(f)
         else:
             shape, fortran, dtype = _read_npy_header_utf8(f, path)
-    except (ValueError, SyntaxError, TypeError, KeyError, EOFError) as exc:
-        if path in str(exc):
+    except OSError as exc:
+        raise _read_error(path, exc) from exc
+    except Exception as exc:  # ValueError, SyntaxError, tokenize.TokenError, ...
+        if isinstance(exc, ValueError) and path in str(exc):
             raise
         raise ValueError(
             f"{path} is not a readable .npy file (its header is truncated or "
