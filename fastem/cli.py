@@ -12,8 +12,10 @@ fastem select -k 1:6 --types full,diag
 fastem bench --help
 
 Every subcommand prints its own help with examples (``fastem fit --help``).
-Bad arguments, missing or unreadable files and invalid models are reported
-as one line ``fastem: error: ...`` on stderr, with exit status 2.
+Every failure is reported as one line on stderr with exit status 2: bad
+arguments as ``fastem COMMAND: error: ...`` (the usage is shown by
+``--help`` only), everything else (missing or unreadable files, invalid or
+tampered models, requests too large for memory) as ``fastem: error: ...``.
 """
 
 import argparse
@@ -85,7 +87,9 @@ class CLIError(Exception):
 
 class _Parser(argparse.ArgumentParser):
     def error(self, message):
-        self.print_usage(sys.stderr)
+        # One line, like every other error of the tool; the usage is shown
+        # by --help only.
+        message = " ".join(str(message).split())
         self.exit(2, f"{self.prog}: error: {message}\n")
 
 
@@ -603,10 +607,20 @@ def cmd_info(args):
     return 0
 
 
+#: Most values (samples x features) 'fastem sample' draws: 2**28 float64
+#: values are 2 GiB.
+MAX_SAMPLE_VALUES = 2**28
+
+
 def cmd_sample(args):
     _check_outputs(args.out, args.labels)
     model = _load_model(args.model)
     d = _model_features(model, args.model)
+    if args.n_samples * d > MAX_SAMPLE_VALUES:
+        raise CLIError(
+            f"-n {args.n_samples} samples x {d} features is {args.n_samples * d} values, "
+            f"more than the limit of {MAX_SAMPLE_VALUES} ({MAX_SAMPLE_VALUES * 8 // 2**30} "
+            f"GiB); draw at most {MAX_SAMPLE_VALUES // d} samples per run")
     if args.random_state is not None:
         model.random_state = args.random_state
     X, y = model.sample(args.n_samples)
@@ -722,24 +736,37 @@ def _run_bench(argv):
 # ---------------------------------------------------------------------------
 
 
+# Errors whose message is meant for the user as it is; others are named by type.
+_EXPECTED_ERRORS = (CLIError, ValueError, TypeError, KeyError, ImportError, OSError)
+
+
 def _report(exc):
     if isinstance(exc, CLIError):
         msg = str(exc)
-    elif isinstance(exc, (FileNotFoundError, IsADirectoryError, PermissionError)) \
-            and exc.filename:
-        msg = f"{exc.filename}: {exc.strerror or exc}"
+    elif isinstance(exc, OSError) and exc.filename and exc.strerror:
+        msg = f"{exc.filename}: {exc.strerror}"
+    elif isinstance(exc, MemoryError):
+        text = " ".join(str(exc).split())
+        msg = "out of memory" + (f" ({text})" if text else "")
     else:
         text = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        text = str(text).strip()
-        msg = text.splitlines()[0] if text else type(exc).__name__
+        text = " ".join(str(text).split())
+        if not isinstance(exc, _EXPECTED_ERRORS):
+            text = f"{type(exc).__name__}: {text}" if text else type(exc).__name__
+        msg = text or type(exc).__name__
     print(f"fastem: error: {msg}", file=sys.stderr)
     return 2
 
 
 def _guarded(func, *args):
+    """Run a command; every failure becomes one line on stderr and status 2
+    (130 for Ctrl-C)."""
     try:
         return func(*args)
-    except (CLIError, ValueError, TypeError, KeyError, ImportError, OSError) as exc:
+    except KeyboardInterrupt:
+        print("fastem: interrupted", file=sys.stderr)
+        return 130
+    except Exception as exc:  # noqa: BLE001 -- one line, never a traceback
         return _report(exc)
 
 

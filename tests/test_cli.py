@@ -39,13 +39,30 @@ def run_error(capsys, *argv):
 
 
 def argparse_error(capsys, *argv):
-    """argparse's own errors: exit 2, usage then one error line."""
+    """argparse's own errors: exit 2 and one error line (no usage block)."""
     capsys.readouterr()
     with pytest.raises(SystemExit) as info:
         cli.main([str(a) for a in argv])
     assert info.value.code == 2
-    err = capsys.readouterr().err
-    return err.strip().splitlines()[-1]
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "usage:" not in captured.err and not captured.out
+    return lines[0]
+
+
+def tamper_model(path, edit):
+    """Rewrite a saved model: edit(meta, arrays) changes the decoded JSON
+    metadata and the arrays (entries named in meta["attributes"])."""
+    import json
+
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+    edit(meta, arrays)
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
 
 
 def component_rows(out):
@@ -622,3 +639,109 @@ def test_csv_with_fewer_rows_than_components(capsys, tmp_path):
     small.write_text("a,b\n1,2\n3,4\n5,7\n")
     msg = run_error(capsys, "fit", small, "-k", "5")
     assert "n_components = 5, n_samples = 3" in msg
+
+
+def test_argparse_error_is_one_line_without_usage(capsys):
+    line = argparse_error(capsys, "fit", "-k", "0")
+    assert line == ("fastem fit: error: argument -k/--n-components: expected a positive "
+                    "integer, got '0'")
+    assert argparse_error(capsys, "sample", "m.npz").startswith("fastem sample: error: ")
+    assert argparse_error(capsys).startswith("fastem: error: ")
+
+
+def _attr_key(meta, name):
+    return meta["attributes"][name]["key"]
+
+
+def test_tampered_model_in_a_subprocess(tmp_path, data3):
+    """n_features_in_ edited to 2 while means_ is (2, 3): the kernels used to
+    crash the process ('double free or corruption', exit 134)."""
+    model = tmp_path / "m.npz"
+    persist.save(GaussianMixture(2, random_state=0).fit(data3), model)
+    tamper_model(model, lambda meta, arrays: meta["attributes"].update(
+        {"n_features_in_": {"type": "int", "value": 2}}))
+    data2 = tmp_path / "data2col.npy"
+    np.save(data2, data3[:, :2])
+    proc = subprocess.run(
+        [sys.executable, "-m", "fastem.cli", "predict", str(model), str(data2),
+         "--out", str(tmp_path / "x.npy")], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2, proc.stderr
+    assert proc.stderr.count("\n") == 1, proc.stderr
+    assert proc.stderr.startswith(f"fastem: error: {model}: field 'means_' has shape (2, 3) "
+                                  "but n_components is 2 and n_features_in_ is 2")
+    assert not (tmp_path / "x.npy").exists()
+
+
+def _nan_means(meta, arrays):
+    arrays[_attr_key(meta, "means_")] = arrays[_attr_key(meta, "means_")] * np.nan
+
+
+def _means_1d(meta, arrays):
+    arrays[_attr_key(meta, "means_")] = arrays[_attr_key(meta, "means_")][0]
+
+
+def _negative_weights(meta, arrays):
+    arrays[_attr_key(meta, "weights_")] = -arrays[_attr_key(meta, "weights_")]
+
+
+def _huge_k(meta, arrays):
+    meta["params"]["n_components"] = {"type": "int", "value": 10**12}
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_nan_means, "field 'means_' holds NaN"),
+    (_means_1d, "field 'means_' has shape (2,)"),
+    (_negative_weights, "field 'weights_' holds a negative weight"),
+    (_huge_k, "n_components=1000000000000"),
+])
+@pytest.mark.parametrize("command", ["info", "predict", "sample"])
+def test_tampered_model_is_one_line(capsys, tmp_path, model_file, edit, message, command):
+    tamper_model(model_file, edit)
+    data = tmp_path / "d.npy"
+    np.save(data, load_old_faithful())
+    argv = {"info": ["info", model_file],
+            "predict": ["predict", model_file, data, "--out", tmp_path / "l.npy"],
+            "sample": ["sample", model_file, "-n", "5", "--out", tmp_path / "s.npy"]}
+    msg = run_error(capsys, *argv[command])
+    assert msg.startswith(f"{model_file}: ") and message in msg
+
+
+def test_sample_too_many_is_one_line(capsys, tmp_path, model_file):
+    out = tmp_path / "s.npy"
+    msg = run_error(capsys, "sample", model_file, "-n", "10000000000", "--out", out)
+    assert msg.startswith("-n 10000000000 samples x 2 features is 20000000000 values, "
+                          "more than the limit")
+    assert not out.exists()
+
+
+def test_memory_error_is_one_line(capsys, tmp_path, model_file, monkeypatch):
+    def no_memory(self, n_samples=1):
+        raise MemoryError("Unable to allocate 7.28 TiB for an array with shape "
+                          "(1000000000000,) and data type float64")
+
+    monkeypatch.setattr(GaussianMixture, "sample", no_memory)
+    msg = run_error(capsys, "sample", model_file, "-n", "5", "--out", tmp_path / "s.npy")
+    assert msg == ("out of memory (Unable to allocate 7.28 TiB for an array with shape "
+                   "(1000000000000,) and data type float64)")
+    monkeypatch.setattr(GaussianMixture, "sample",
+                        lambda self, n_samples=1: (_ for _ in ()).throw(MemoryError()))
+    assert run_error(capsys, "sample", model_file, "-n", "5", "--out",
+                     tmp_path / "s.npy") == "out of memory"
+
+
+def test_unexpected_error_is_one_line(capsys, tmp_path, model_file, monkeypatch):
+    def broken(self, n_samples=1):
+        raise RuntimeError("something\nwent wrong")
+
+    monkeypatch.setattr(GaussianMixture, "sample", broken)
+    msg = run_error(capsys, "sample", model_file, "-n", "5", "--out", tmp_path / "s.npy")
+    assert msg == "RuntimeError: something went wrong"
+
+
+def test_interrupt_is_one_line(capsys, tmp_path, model_file, monkeypatch):
+    def interrupted(self, n_samples=1):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(GaussianMixture, "sample", interrupted)
+    rc, _, err = run(capsys, "sample", model_file, "-n", "5", "--out", tmp_path / "s.npy")
+    assert rc == 130 and err == "fastem: interrupted\n"

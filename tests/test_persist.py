@@ -502,3 +502,453 @@ def test_save_into_missing_folder(tmp_path, fitted):
     with pytest.raises(FileNotFoundError) as info:
         save(fitted, target)
     assert info.value.filename == str(target)
+
+
+# ---------------------------------------------------------------------------
+# Validated loading: tampered models are refused before use
+# ---------------------------------------------------------------------------
+
+
+def tamper(path, edit):
+    """Rewrite a model file; edit(meta, arrays, key_of) may change both.
+
+    key_of(name) is the archive entry of the array attribute ``name``.
+    """
+    with np.load(path, allow_pickle=False) as z:
+        arrays = {k: z[k] for k in z.files}
+    meta = json.loads(arrays.pop("__meta__").tobytes().decode("utf-8"))
+
+    def key_of(name):
+        return meta["attributes"][name]["key"]
+
+    edit(meta, arrays, key_of)
+    arrays["__meta__"] = np.frombuffer(json.dumps(meta).encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    return path
+
+
+def _set_array(name, fn):
+    def edit(meta, arrays, key_of):
+        arrays[key_of(name)] = fn(arrays[key_of(name)].copy())
+    return edit
+
+
+def _set_attr(name, desc):
+    return lambda meta, arrays, key_of: meta["attributes"].update({name: desc})
+
+
+def _nan_first(a):
+    a.flat[0] = np.nan
+    return a
+
+
+def _negate_first_weight(w):
+    w[0] = -w[0]
+    return w
+
+
+def _negate_first_chol_diag(p):
+    p[0, 0, 0] = -p[0, 0, 0]
+    return p
+
+
+def _lower_nonzero(p):
+    p[0, 2, 0] = 0.5
+    return p
+
+
+def _not_pd(c):
+    c[0] = np.diag([1.0, 1.0, -1.0])
+    return c
+
+
+def _asymmetric(c):
+    c[0, 0, 1] += 1.0
+    return c
+
+
+TAMPERED = [
+    ("n_features_in_", _set_attr("n_features_in_", {"type": "int", "value": 2}),
+     r"field 'means_' has shape \(3, 3\) but n_components is 3 and n_features_in_ is 2"),
+    ("nan_means", _set_array("means_", _nan_first), "field 'means_' holds NaN"),
+    ("inf_covariance", _set_array("covariances_", lambda c: c * np.inf),
+     "field 'covariances_' holds NaN or infinite"),
+    ("negative_weight", _set_array("weights_", _negate_first_weight),
+     "field 'weights_' holds a negative weight"),
+    ("weights_sum", _set_array("weights_", lambda w: w * 1.01), "field 'weights_' sums to"),
+    ("negative_cholesky_diagonal", _set_array("precisions_cholesky_",
+                                              _negate_first_chol_diag),
+     "field 'precisions_cholesky_' has a non-positive value on its diagonal"),
+    ("cholesky_not_triangular", _set_array("precisions_cholesky_", _lower_nonzero),
+     "field 'precisions_cholesky_' is not upper triangular"),
+    ("covariance_not_pd", _set_array("covariances_", _not_pd),
+     "field 'covariances_' (has a non-positive variance|is not positive definite)"),
+    ("covariance_asymmetric", _set_array("covariances_", _asymmetric),
+     "field 'covariances_' is not symmetric"),
+    ("covariance_type", lambda m, a, k: m["params"].update(
+        {"covariance_type": {"type": "str", "value": "diag"}}),
+     r"field 'covariances_' has shape \(3, 3, 3\) but .*covariance_type is 'diag'"),
+    ("covariance_type_unknown", lambda m, a, k: m["params"].update(
+        {"covariance_type": {"type": "str", "value": "banana"}}),
+     "'covariance_type' parameter of GaussianMixture must be one of"),
+    ("means_1d", _set_array("means_", lambda m: m[0]),
+     r"field 'means_' has shape \(3,\) but"),
+    ("means_int", _set_array("means_", lambda m: m.astype(np.int64)),
+     "field 'means_' has dtype int64"),
+    ("n_components_huge", lambda m, a, k: m["params"].update(
+        {"n_components": {"type": "int", "value": 10**12}}),
+     r"n_components=1000000000000.*more than the limit of 2147483648"),
+    ("n_components_mismatch", lambda m, a, k: m["params"].update(
+        {"n_components": {"type": "int", "value": 2}}),
+     r"field 'means_' has shape \(3, 3\) but n_components is 2"),
+    ("missing_weights", lambda m, a, k: m["attributes"].pop("weights_"),
+     "has 'means_' but not 'weights_'"),
+    ("unknown_attribute", _set_attr("predict", {"type": "int", "value": 1}),
+     r"sets attributes \['predict'\]"),
+    ("feature_names", _set_attr("feature_names_in_", {
+        "type": "str_object_array", "shape": [2], "items": ["a", "b"]}),
+     "field 'feature_names_in_' should be an array of 3 strings"),
+]
+
+
+@pytest.mark.parametrize("edit, message", [t[1:] for t in TAMPERED],
+                         ids=[t[0] for t in TAMPERED])
+def test_tampered_model_is_refused(tmp_path, fitted, edit, message):
+    path = tmp_path / "model.npz"
+    save(fitted, path)
+    tamper(path, edit)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + "[: ].*" + message):
+        load(path)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_tampered_precision_values_per_type(tmp_path, X, covariance_type):
+    gm = GaussianMixture(2, covariance_type=covariance_type, random_state=0).fit(X)
+    path = tmp_path / "m.npz"
+    save(gm, path)
+    load(path)  # valid as saved
+    tamper(path, _set_array("precisions_cholesky_", lambda p: -p))
+    with pytest.raises(ValueError, match="field 'precisions_cholesky_' .*non-positive"):
+        load(path)
+    save(gm, path)
+    tamper(path, _set_array("covariances_", lambda c: -c))
+    with pytest.raises(ValueError, match="field 'covariances_' .*non-positive"):
+        load(path)
+    save(gm, path)
+    tamper(path, _set_array("precisions_", lambda p: p[..., :1]))
+    with pytest.raises(ValueError, match="field 'precisions_' has shape"):
+        load(path)
+
+
+def test_float32_model_loads(tmp_path):
+    X32 = _blobs(np.float32)
+    gm = GaussianMixture(3, random_state=0).fit(X32)
+    path = tmp_path / "m.npz"
+    save(gm, path)
+    # parameters stored as float32 (as a user might convert them) still pass
+    tamper(path, lambda m, a, k: [a.update({k(n): a[k(n)].astype(np.float32)})
+                                  for n in ("weights_", "means_", "covariances_")])
+    gm2 = load(path)
+    np.testing.assert_array_equal(gm2.predict(X32), gm.predict(X32))
+
+
+def _write_npz_raw(path, members):
+    """A zip of raw members {name: bytes}, like np.savez writes."""
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_STORED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+
+
+def _npy_header(shape, descr="<f8"):
+    import io
+
+    buf = io.BytesIO()
+    np.lib.format.write_array_header_1_0(
+        buf, {"descr": descr, "fortran_order": False, "shape": shape})
+    return buf.getvalue()
+
+
+def _raw_members(path):
+    with zipfile.ZipFile(path) as zf:
+        return {n: zf.read(n) for n in zf.namelist()}
+
+
+@pytest.mark.parametrize("shape, message", [
+    ((2**40,), "more than the limit of 2147483648"),
+    ((2**20, 2**20, 2**20), "more than the limit"),
+    ((10**7,), "holds only"),
+])
+def test_array_sizes_checked_before_allocation(tmp_path, fitted, monkeypatch, shape,
+                                               message):
+    path = tmp_path / "m.npz"
+    save(fitted, path)
+    members = _raw_members(path)
+    name = "arr_1.npy"  # means_
+    members[name] = _npy_header(shape) + b"\0" * 64
+    _write_npz_raw(path, members)
+    real = np.lib.format.read_array
+    read = []
+
+    def spy(f, *args, **kwargs):
+        read.append(getattr(f, "name", None))
+        return real(f, *args, **kwargs)
+
+    monkeypatch.setattr(np.lib.format, "read_array", spy)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*'arr_1'.*" + message):
+        load(path)
+    assert "__meta__.npy" in read and name not in read  # refused from its header
+
+
+def test_entry_without_npy_header_is_refused(tmp_path, fitted):
+    path = tmp_path / "m.npz"
+    save(fitted, path)
+    members = _raw_members(path)
+    members["arr_1.npy"] = b"raw bytes, not an array"
+    _write_npz_raw(path, members)
+    with pytest.raises(ValueError, match=re.escape(str(path)) + ".*'arr_1'.*not a .npy"):
+        load(path)
+
+
+def test_entry_referred_twice_is_refused(tmp_path, fitted):
+    path = tmp_path / "m.npz"
+    save(fitted, path)
+
+    def twice(meta, arrays, key_of):
+        meta["attributes"]["lower_bounds_"] = {"type": "list", "items": [
+            {"type": "array", "key": key_of("means_")}] * 1000}
+
+    tamper(path, twice)
+    with pytest.raises(ValueError, match="referred to twice"):
+        load(path)
+
+
+def test_deeply_nested_metadata_is_refused(tmp_path, fitted):
+    path = tmp_path / "m.npz"
+    save(fitted, path)
+    nested = {"type": "none"}
+    for _ in range(200):
+        nested = {"type": "list", "items": [nested]}
+    text = json.dumps(nested)
+    depth = 100_000
+    deep = '{"type":"list","items":[' * depth + '{"type":"none"}' + "]}" * depth
+
+    def edit(meta, arrays, key_of):
+        meta["attributes"]["lower_bounds_"] = "PLACEHOLDER"
+
+    tamper(path, edit)
+    with np.load(path) as z:
+        arrays = {k: z[k] for k in z.files}
+    raw = arrays["__meta__"].tobytes().decode().replace('"PLACEHOLDER"', deep)
+    arrays["__meta__"] = np.frombuffer(raw.encode(), dtype=np.uint8)
+    with open(path, "wb") as f:
+        np.savez(f, **arrays)
+    assert text  # a moderately nested value is fine to encode
+    with pytest.raises(ValueError, match=re.escape(str(path))):
+        load(path)
+
+
+def _online_model(X, covariance_type="full"):
+    online = pytest.importorskip("fastem.online")
+    est = online.MiniBatchGaussianMixture(3, covariance_type=covariance_type,
+                                          batch_size=100, random_state=0, average=True)
+    return est.partial_fit(X[:200]).partial_fit(X[200:300])
+
+
+def _edit_fields(owner, field, fn):
+    def edit(meta, arrays, key_of):
+        desc = meta["attributes"][owner]["fields"][field]
+        arrays[desc["key"]] = fn(arrays[desc["key"]].copy())
+    return edit
+
+
+@pytest.mark.parametrize("edit, message", [
+    (_edit_fields("_stats", "nk", lambda a: a[:2]), r"field '_stats.nk' has shape \(2,\)"),
+    (_edit_fields("_stats", "s2", lambda a: a * np.nan), "field '_stats.s2' holds NaN"),
+    (_edit_fields("_stats", "ref", lambda a: a[:, :2]), "field '_stats.ref' has shape"),
+    (_edit_fields("_iterate", "means", _nan_first), "field '_iterate.means' holds NaN"),
+    (_edit_fields("_iterate", "precisions_cholesky", lambda a: -a),
+     "field '_iterate.precisions_cholesky' has a non-positive"),
+    (_edit_fields("_avg", "weights", lambda a: a * 3), "field '_avg.weights' sums to"),
+    (lambda m, a, k: m["attributes"]["_iterate"]["fields"].update(
+        {"covariance_type": {"type": "str", "value": "diag"}}),
+     "field '_iterate' has covariance_type 'diag'"),
+    (lambda m, a, k: m["attributes"].update({"n_steps_": {"type": "int", "value": -1}}),
+     "field 'n_steps_' is -1"),
+    (lambda m, a, k: m["attributes"].pop("_stats"), "field '_stats' is missing"),
+])
+def test_tampered_online_state_is_refused(tmp_path, X, edit, message):
+    est = _online_model(X)
+    path = tmp_path / "online.npz"
+    save(est, path)
+    load(path).partial_fit(X[300:])  # valid as saved
+    tamper(path, edit)
+    with pytest.raises(ValueError, match=re.escape(f"{path}: ") + ".*" + message):
+        load(path)
+
+
+@pytest.mark.parametrize("covariance_type", COVARIANCE_TYPES)
+def test_online_models_of_every_type_load(tmp_path, X, covariance_type):
+    est = _online_model(X, covariance_type)
+    save(est, tmp_path / "o.npz")
+    est2 = load(tmp_path / "o.npz")
+    np.testing.assert_array_equal(est2.predict(X), est.predict(X))
+
+
+def test_validate_model_accepts_unfitted_and_rejects_partial(fitted):
+    gm = GaussianMixture(3)
+    persist.validate_model(gm, {})
+    with pytest.raises(ValueError, match="incomplete"):
+        persist.validate_model(gm, {"means_": fitted.means_})
+    attrs = {n: getattr(fitted, n) for n in saved_names(fitted)}
+    persist.validate_model(GaussianMixture(3), attrs)
+
+
+# ---------------------------------------------------------------------------
+# save: file modes, symbolic links, temporary files
+# ---------------------------------------------------------------------------
+
+
+@pytest.fixture
+def umask():
+    def set_umask(mask):
+        set_umask.previous.append(os.umask(mask))
+    set_umask.previous = []
+    yield set_umask
+    if set_umask.previous:
+        os.umask(set_umask.previous[0])
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("mask, mode", [(0o022, 0o644), (0o077, 0o600), (0o002, 0o664)])
+def test_new_file_mode_follows_umask(tmp_path, fitted, umask, mask, mode):
+    umask(mask)
+    path = tmp_path / "m.npz"
+    save(fitted, path)
+    assert os.stat(path).st_mode & 0o7777 == mode
+
+
+@pytest.mark.skipif(os.name != "posix", reason="POSIX file modes")
+@pytest.mark.parametrize("mode", [0o644, 0o640, 0o600, 0o444])
+def test_overwrite_keeps_mode(tmp_path, fitted, umask, mode):
+    umask(0o077)
+    path = tmp_path / "m.npz"
+    path.write_bytes(b"old")
+    os.chmod(path, mode)
+    save(fitted, path)
+    assert os.stat(path).st_mode & 0o7777 == mode
+    assert_same_model(fitted, load(path))
+
+
+@pytest.mark.skipif(not hasattr(os, "symlink"), reason="symbolic links")
+def test_save_through_symlink_writes_the_target(tmp_path, fitted):
+    real_dir = tmp_path / "real"
+    real_dir.mkdir()
+    target = real_dir / "model.npz"
+    target.write_bytes(b"old")
+    os.chmod(target, 0o640)
+    link = tmp_path / "link.npz"
+    os.symlink(target, link)
+    save(fitted, link)
+    assert os.path.islink(link) and os.readlink(link) == str(target)
+    assert os.stat(target).st_mode & 0o7777 == 0o640
+    assert_same_model(fitted, load(target))
+    assert sorted(os.listdir(tmp_path)) == ["link.npz", "real"]
+    assert os.listdir(real_dir) == ["model.npz"]
+    # a dangling link: the file it names is created
+    os.unlink(target)
+    save(fitted, link)
+    assert os.path.islink(link) and target.is_file()
+
+
+@pytest.mark.parametrize("exc", [KeyboardInterrupt, OSError, RuntimeError])
+def test_failed_save_leaves_no_temporary_file(tmp_path, fitted, monkeypatch, exc):
+    path = tmp_path / "m.npz"
+    path.write_bytes(b"old model")
+
+    def fail_midway(f, **arrays):
+        f.write(b"partial")
+        raise exc("boom")
+
+    monkeypatch.setattr(np, "savez", fail_midway)
+    with pytest.raises(exc):
+        save(fitted, path)
+    assert os.listdir(tmp_path) == ["m.npz"]
+    assert path.read_bytes() == b"old model"
+
+
+def test_save_errors_name_the_users_path(tmp_path, fitted, monkeypatch):
+    import errno
+
+    path = tmp_path / "m.npz"
+
+    def disk_full(f, **arrays):
+        raise OSError(errno.ENOSPC, "No space left on device", f.name)
+
+    monkeypatch.setattr(np, "savez", disk_full)
+    with pytest.raises(OSError) as info:
+        save(fitted, path)
+    assert info.value.filename == str(path)
+    assert info.value.errno == errno.ENOSPC
+    assert os.listdir(tmp_path) == []
+    monkeypatch.undo()
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(IsADirectoryError) as info:
+        save(fitted, tmp_path / "adir")
+    assert info.value.filename == str(tmp_path / "adir")
+
+
+def _dead_pid():
+    for pid in range(4_000_000, 3_000_000, -1):
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return pid
+        except OSError:
+            continue
+    pytest.skip("no free PID found")
+
+
+@pytest.mark.skipif(os.name != "posix", reason="PIDs checked with os.kill")
+def test_stale_temporary_files_are_removed(tmp_path, fitted):
+    import time
+
+    now = time.time()
+    hexes = iter(f"{i:016x}" for i in range(100))
+
+    def tmp_file(target, pid, age):
+        p = tmp_path / f".{target}.{pid}.{next(hexes)}.fastem-tmp"
+        p.write_bytes(b"partial")
+        os.utime(p, (now - age, now - age))
+        return p.name
+
+    dead = _dead_pid()
+    stale = [tmp_file("m.npz", dead, 120),            # crashed writer, 2 minutes
+             tmp_file("m.npz", os.getpid(), 7200)]    # untouched for 2 hours
+    kept = [tmp_file("m.npz", dead, 5),               # too recent
+            tmp_file("m.npz", os.getpid(), 120),      # writer alive
+            tmp_file("other.npz", dead, 7200),        # another target
+            tmp_file("m.npz.bak", dead, 7200),        # another target
+            ".m.npz.tmp", "m.npz.1.0000000000000000.fastem-tmp"]
+    for name in kept[-2:]:
+        (tmp_path / name).write_bytes(b"user file")
+        os.utime(tmp_path / name, (now - 7200, now - 7200))
+    save(fitted, tmp_path / "m.npz")
+    left = set(os.listdir(tmp_path))
+    assert left == set(kept) | {"m.npz"}
+    assert not left & set(stale)
+
+
+def test_temporary_file_is_named_after_the_target(tmp_path, fitted, monkeypatch):
+    seen = []
+    real_savez = np.savez
+
+    def spy(f, **arrays):
+        seen.append(os.listdir(tmp_path))
+        real_savez(f, **arrays)
+
+    monkeypatch.setattr(np, "savez", spy)
+    save(fitted, tmp_path / "model.npz")
+    (name,) = seen[0]
+    assert re.fullmatch(r"\.model\.npz\.\d+\.[0-9a-f]{16}\.fastem-tmp", name)
+    assert os.listdir(tmp_path) == ["model.npz"]
