@@ -92,6 +92,11 @@ def _upper_to_full(s2):
     return np.triu(s2) + np.swapaxes(np.triu(s2, 1), -1, -2)
 
 
+class ZeroDensityError(ValueError):
+    """Rows with zero probability under every component (their log-density
+    is -inf or NaN)."""
+
+
 class StatsAccumulator:
     """Sufficient statistics of one E-step pass, accumulated chunk by chunk.
 
@@ -152,21 +157,21 @@ class StatsAccumulator:
         self.n_rows += n
 
     def _run(self, k, X, w):
-        if self.covariance_type in ("full", "tied"):
-            mode = k.MODE_TIED if self.covariance_type == "tied" else k.MODE_FULL
-            k.pass_full(X, w, self._means, self._P, self._log_norm, self._ref2,
-                        self._proj, mode, self._block, self._task_rows, self.nk,
-                        self.s1, self.s2, self._acc)
+        args = (X, w, self._means, self._P, self._log_norm, self._ref2, self._proj,
+                self._block, self._task_rows, self.nk, self.s1, self.s2, self._acc)
+        ct = self.covariance_type
+        if ct == "full":
+            k.pass_full(*args, k.class_tag(X.shape[1]))
+        elif ct == "tied":
+            k.pass_tied(*args)
         else:
-            k.pass_diag(X, w, self._means, self._P, self._log_norm, self._ref2,
-                        self._proj, self._block, self._task_rows, self.nk, self.s1,
-                        self.s2, self._acc)
+            k.pass_diag(*args)
 
     def result(self):
         """The accumulated statistics as a SuffStats value."""
         nbad = int(self._acc[1])
         if nbad:
-            raise ValueError(
+            raise ZeroDensityError(
                 f"{nbad} row(s) have zero probability under every component (their "
                 "log-density is -inf or NaN); the data are probably far outside the "
                 "range of the model. Scale the input data or check the initial "
@@ -210,7 +215,15 @@ def compute_stats(X, params, sample_weight=None):
 
 class RespAccumulator:
     """Statistics under given responsibilities (initialisation), accumulated
-    chunk by chunk in task order like :class:`StatsAccumulator`.
+    chunk by chunk.
+
+    This runs once per fit, so it is written with NumPy (BLAS products in
+    float64) rather than with Numba kernels, which would cost a first fit
+    seconds of compilation for no lasting gain.  Rows are taken in the same
+    fixed tasks of :func:`task_rows` rows as the E-step kernels, and each
+    task's statistics are added to the float64 accumulators in row order, so
+    chunks whose sizes are multiples of the task size give bitwise the result
+    of adding all rows at once.
 
     Parameters
     ----------
@@ -221,48 +234,92 @@ class RespAccumulator:
     """
 
     def __init__(self, ref, covariance_type, dtype, ref2=None):
-        k = self._k = kernels()
         self.covariance_type = covariance_type
         self.dtype = np.dtype(dtype)
-        self.ref = _own(ref, self.dtype)
+        # the references in the data's precision, as the E-step uses them
+        self.ref = _own(ref, self.dtype).astype(np.float64)
         K, d = self.ref.shape
         if ref2 is None:
             ref2 = self.ref.mean(axis=0)
-        self.ref2 = _own(ref2, self.dtype)
-        self.mode = {"full": k.MODE_FULL, "tied": k.MODE_TIED}.get(covariance_type,
-                                                                    k.MODE_DIAG)
+        self.ref2 = _own(ref2, self.dtype).astype(np.float64)
         self.nk = np.zeros(K)
         self.s1 = np.zeros((K, d))
-        self.s2 = np.zeros((K if self.mode == k.MODE_FULL
-                            else (1 if self.mode == k.MODE_TIED else 0), d, d))
-        self.s2d = np.zeros((K if self.mode == k.MODE_DIAG else 0, d))
+        if covariance_type == "full":
+            self.s2 = np.zeros((K, d, d))
+        elif covariance_type == "tied":
+            self.s2 = np.zeros((d, d))
+        else:
+            self.s2 = np.zeros((K, d))
         self.weight_sum = 0.0
         self.n_rows = 0
 
+    def _tasks(self, n, d):
+        size = task_rows(d)
+        return _row_slices(n, size)
+
     def add(self, X, resp):
         """Add rows X (n, d) with (weighted) responsibilities resp (n, K)."""
-        n = X.shape[0]
+        n, d = X.shape
         if n == 0:
             return
-        d = X.shape[1]
-        resp = np.ascontiguousarray(resp, dtype=np.float64)
-        with _serial_if(n <= task_rows(d)):
-            self._k.resp_stats(X, resp, self.ref, self.ref2, self.mode, block_size(d),
-                               task_rows(d), self.nk, self.s1, self.s2, self.s2d)
+        resp = np.asarray(resp, dtype=np.float64)
+        for lo, hi in self._tasks(n, d):
+            x = np.asarray(X[lo:hi], dtype=np.float64)
+            r = resp[lo:hi]
+            for k in range(self.ref.shape[0]):
+                self._add_component(k, x, r[:, k])
+            if self.covariance_type == "tied":
+                self._add_scatter(x, r.sum(axis=1))
         self.weight_sum += float(resp.sum())
         self.n_rows += n
 
-    def result(self):
+    def add_hard(self, X, labels, sample_weight=None):
+        """Add rows X (n, d), each given wholly to component ``labels[i]``
+        with its weight (1 when ``sample_weight`` is None)."""
+        n, d = X.shape
+        if n == 0:
+            return
+        for lo, hi in self._tasks(n, d):
+            x = np.asarray(X[lo:hi], dtype=np.float64)
+            lab = labels[lo:hi]
+            w = None if sample_weight is None else np.asarray(sample_weight[lo:hi],
+                                                              dtype=np.float64)
+            for k in np.unique(lab):
+                rows = lab == k
+                self._add_component(int(k), x[rows],
+                                    np.ones(int(rows.sum())) if w is None else w[rows])
+            if self.covariance_type == "tied":
+                self._add_scatter(x, np.ones(hi - lo) if w is None else w)
+        self.weight_sum += float(n) if sample_weight is None else float(np.sum(sample_weight))
+        self.n_rows += n
+
+    def _add_component(self, k, x, g):
+        """Rows x (float64) with responsibilities g for component k."""
+        tot = float(g.sum())
+        if tot == 0.0:
+            return
+        self.nk[k] += tot
+        diff = x - self.ref[k]
+        gd = diff * g[:, None]
+        self.s1[k] += gd.sum(axis=0)
         ct = self.covariance_type
         if ct == "full":
-            s2 = _upper_to_full(self.s2)
-        elif ct == "tied":
-            s2 = _upper_to_full(self.s2)[0]
-        else:
-            s2 = self.s2d
-        return SuffStats(ct, self.nk.copy(), self.s1.copy(), s2,
-                         self.ref.astype(np.float64), self.ref2.astype(np.float64),
-                         0.0, self.weight_sum, self.n_rows)
+            self.s2[k] += gd.T @ diff
+        elif ct in ("diag", "spherical"):
+            self.s2[k] += (gd * diff).sum(axis=0)
+
+    def _add_scatter(self, x, wrow):
+        """Tied: the total scatter around ref2 weighted by the row weights."""
+        diff = x - self.ref2
+        self.s2 += (diff * wrow[:, None]).T @ diff
+
+    def result(self):
+        ct = self.covariance_type
+        s2 = self.s2.copy()
+        if ct in ("full", "tied"):
+            s2 = _upper_to_full(s2) if ct == "full" else _upper_to_full(s2[None])[0]
+        return SuffStats(ct, self.nk.copy(), self.s1.copy(), s2, self.ref.copy(),
+                         self.ref2.copy(), 0.0, self.weight_sum, self.n_rows)
 
 
 def stats_from_resp(X, resp, ref, covariance_type, ref2=None):
@@ -287,11 +344,14 @@ def weighted_log_prob(X, params, out=None):
         return out
     ref2 = mixture_reference(params, X.dtype)
     proj = projection(params, ref2, X.dtype)
-    if params.covariance_type in ("full", "tied"):
-        mode = k.MODE_TIED if params.covariance_type == "tied" else k.MODE_FULL
-        k.logprob_full(X, means, P, log_norm, ref2, proj, mode, block_size(d), out)
+    args = (X, means, P, log_norm, ref2, proj, block_size(d), out)
+    ct = params.covariance_type
+    if ct == "full":
+        k.logprob_full(*args, k.class_tag(d))
+    elif ct == "tied":
+        k.logprob_tied(*args)
     else:
-        k.logprob_diag(X, means, P, log_norm, ref2, proj, block_size(d), out)
+        k.logprob_diag(*args)
     return out
 
 

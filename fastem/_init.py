@@ -1,10 +1,11 @@
 """Initialisation of the mixture parameters: k-means, k-means++, random.
 
 The 'kmeans' initialisation runs k-means++ seeding and Lloyd iterations on a
-bounded random subsample of the rows (Numba kernels for the assignment and
-the update), then assigns every row to its nearest centre in one pass, so that
-initialising costs about as much as one or two EM iterations even for
-millions of rows.  Each method returns the sufficient statistics of the data
+bounded random subsample of the rows, then assigns every row to its nearest
+centre in one pass, so that initialising costs about as much as one or two EM
+iterations even for millions of rows.  It is written with NumPy (BLAS
+products on bounded chunks): it runs once per fit, and Numba kernels here
+would add seconds of compilation to a user's first fit.  Each method returns the sufficient statistics of the data
 under the initial responsibilities; the caller runs the M-step.
 """
 
@@ -63,24 +64,53 @@ def kmeans_plusplus(S, n_clusters, random_state, weights=None):
     return np.asarray(idx, dtype=np.int64)
 
 
+def nearest_centre(X, centers, origin):
+    """Index of each row's nearest centre and its squared distance.
+
+    Distances are formed as ||x - o||^2 - 2 (x - o).(c - o) + ||c - o||^2 with
+    one BLAS product, after moving the origin to ``origin`` (the data's mean):
+    data far from zero then lose no precision to cancellation.  Rows are
+    handled in bounded chunks (no n_samples x n_components array).
+    """
+    n = X.shape[0]
+    C = np.asarray(centers, dtype=np.float64) - origin
+    cc = np.einsum("ij,ij->i", C, C)
+    labels = np.empty(n, dtype=np.int64)
+    dist = np.empty(n)
+    for lo in range(0, n, RESP_CHUNK):
+        hi = min(n, lo + RESP_CHUNK)
+        x = np.asarray(X[lo:hi], dtype=np.float64) - origin
+        D = x @ (-2.0 * C.T)
+        D += cc
+        lab = np.argmin(D, axis=1)
+        labels[lo:hi] = lab
+        best = D[np.arange(hi - lo), lab] + np.einsum("ij,ij->i", x, x)
+        dist[lo:hi] = np.maximum(best, 0.0)
+    return labels, dist
+
+
 def lloyd(S, centers, max_iter=KMEANS_MAX_ITER, tol=KMEANS_TOL, weights=None):
     """(Weighted) Lloyd iterations on the subsample S (float64); returns the
-    centres."""
-    k = _estep.kernels()
+    centres.
+
+    Written with NumPy: the subsample is bounded (:func:`subsample_size`), so
+    this costs milliseconds and no kernel compilation on a first fit.
+    """
     m, d = S.shape
     K = centers.shape[0]
-    labels = np.empty(m, dtype=np.int64)
-    dist = np.empty(m)
-    counts = np.empty(K)
-    ones = np.ones(m) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
-    centers = np.ascontiguousarray(centers, dtype=np.float64)
+    w = np.ones(m) if weights is None else np.ascontiguousarray(weights, dtype=np.float64)
+    centers = np.array(centers, dtype=np.float64)
+    origin = S.mean(axis=0)
     scale = tol * float(np.mean(np.var(S, axis=0))) if m > 1 else 0.0
-    block = _estep.block_size(d)
     for _ in range(max_iter):
-        k.kmeans_assign(S, centers, block, labels, dist)
+        labels, dist = nearest_centre(S, centers, origin)
+        counts = np.bincount(labels, weights=w, minlength=K)
         new = centers.copy()
-        k.kmeans_update(S, labels, ones, K, new, counts)
-        empty = np.flatnonzero(counts == 0)
+        filled = counts > 0
+        for i in range(d):
+            sums = np.bincount(labels, weights=w * S[:, i], minlength=K)
+            new[filled, i] = sums[filled] / counts[filled]
+        empty = np.flatnonzero(~filled)
         if empty.size:
             # move empty clusters to the rows farthest from their centre
             far = np.argsort(dist)[::-1][: empty.size]
@@ -182,19 +212,10 @@ def _weighted_mean(data):
 
 def _hard_assignment_stats(data, centers, covariance_type):
     """Statistics of the rows with each row given wholly to its nearest centre."""
-    k = _estep.kernels()
-    K = centers.shape[0]
-    block_rows = _estep.block_size(data.n_features)
-    acc = _estep.RespAccumulator(centers, covariance_type, data.dtype,
-                                 centers.mean(axis=0))
+    centers = np.asarray(centers, dtype=np.float64)
+    origin = centers.mean(axis=0)
+    acc = _estep.RespAccumulator(centers, covariance_type, data.dtype, origin)
     for lo, block, w in data.iter_chunks():
-        for a in range(0, block.shape[0], RESP_CHUNK):
-            b = min(block.shape[0], a + RESP_CHUNK)
-            chunk = block[a:b]
-            labels = np.empty(b - a, dtype=np.int64)
-            dist = np.empty(b - a)
-            k.kmeans_assign(chunk, centers, block_rows, labels, dist)
-            resp = np.zeros((b - a, K))
-            resp[np.arange(b - a), labels] = 1.0 if w is None else w[a:b]
-            acc.add(chunk, resp)
+        labels, _ = nearest_centre(block, centers, origin)
+        acc.add_hard(block, labels, w)
     return acc.result()

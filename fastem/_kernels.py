@@ -37,6 +37,7 @@ import os
 
 import numpy as np
 from numba import njit, prange, types
+from numba.np.numpy_support import from_dtype as numba_from_dtype
 from numba.extending import intrinsic, overload
 
 CACHE = os.environ.get("FASTEM_NUMBA_CACHE", "1").lower() not in ("0", "false", "no")
@@ -46,9 +47,6 @@ CACHE = os.environ.get("FASTEM_NUMBA_CACHE", "1").lower() not in ("0", "false", 
 # stay deterministic.
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
-MODE_FULL = 0
-MODE_TIED = 1
-MODE_DIAG = 2
 # from this many features on, full second moments are formed from rows scaled
 # by the square roots of their responsibilities (one array for both factors)
 SCALED_MIN_D = 6
@@ -57,6 +55,11 @@ SCALED_MIN_D = 6
 DCLASS_SMALL = 0     # d <= 2: one sweep per component, all in registers
 DCLASS_WEIGHTED = 1  # 2 < d < SCALED_MIN_D: tiles on responsibility-weighted rows
 DCLASS_SCALED = 2    # d >= SCALED_MIN_D: tiles on square-root-scaled rows
+# The class reaches the kernels as the dtype of an empty "tag" array, so that
+# it is part of the kernel's type: each class compiles (and caches) a kernel
+# of its own holding only its own code path, from one kernel source.
+_TAG_DTYPES = (np.int8, np.int16, np.int32)
+_TAGS = tuple(np.empty(0, dtype=t) for t in _TAG_DTYPES)
 
 _f8 = types.float64
 _i8 = types.int64
@@ -83,45 +86,69 @@ class _Kernel:
     variant and never copy.
     """
 
-    def __init__(self, py_func, build, options, readonly="copy"):
+    def __init__(self, py_func, build, options, readonly="copy", tagged=False):
         self.py_func = py_func
         self._build = build
         self._options = options
         self._readonly = readonly
+        self._tagged = tagged
         self._variants = {}
         self.__name__ = py_func.__name__
         self.__doc__ = py_func.__doc__
 
-    def variant(self, dtype, readonly):
-        key = (np.dtype(dtype).char, bool(readonly))
+    def variant(self, dtype, readonly, tag=None):
+        """The compiled kernel for data of ``dtype`` (read-only or not) and,
+        for tagged kernels, the feature-class tag array ``tag``."""
+        key = (np.dtype(dtype).char, bool(readonly),
+               None if tag is None else tag.dtype.char)
         fn = self._variants.get(key)
         if fn is None:
             nbtype = types.float32 if key[0] == "f" else types.float64
-            fn = njit(self._build(nbtype, key[1]), **self._options)(self.py_func)
+            extra = () if tag is None else (_arr(numba_from_dtype(tag.dtype), 1),)
+            fn = njit(self._build(nbtype, key[1], *extra), **self._options)(self.py_func)
             self._variants[key] = fn
         return fn
+
+    def is_compiled(self, dtype, readonly=False, tag=None):
+        """Whether that variant is already compiled in this process."""
+        key = (np.dtype(dtype).char, bool(readonly),
+               None if tag is None else tag.dtype.char)
+        fn = self._variants.get(key)
+        return fn is not None and bool(fn.overloads)
 
     def __call__(self, X, *args):
         if not X.flags.writeable and self._readonly == "copy":
             X = np.array(X, order="C", copy=True)
-        return self.variant(X.dtype, not X.flags.writeable)(X, *args)
+        tag = args[-1] if self._tagged else None
+        return self.variant(X.dtype, not X.flags.writeable, tag)(X, *args)
 
-    def compile_all(self):
-        """Compile (or load) every variant this kernel uses."""
-        for dt in (np.float32, np.float64):
+    def variants(self, dtypes=(np.float32, np.float64)):
+        """The (dtype, readonly, tag) keys of every variant fits can use."""
+        out = []
+        for dt in dtypes:
             for ro in ((False, True) if self._readonly == "native" else (False,)):
-                self.variant(dt, ro)
+                for tag in (_TAGS if self._tagged else (None,)):
+                    out.append((np.dtype(dt), ro, tag))
+        return out
+
+    def compile_all(self, dtypes=(np.float32, np.float64)):
+        """Compile (or load) every variant this kernel uses."""
+        for dt, ro, tag in self.variants(dtypes):
+            self.variant(dt, ro, tag)
 
 
-def kernel(build, readonly="copy", **options):
-    """Decorator: a lazily compiled, explicitly typed, cached Numba kernel."""
+def kernel(build, readonly="copy", tagged=False, **options):
+    """Decorator: a lazily compiled, explicitly typed, cached Numba kernel.
+
+    ``tagged=True``: the last argument is a feature-class tag array
+    (:func:`class_tag`) whose dtype selects the compiled variant."""
     options.setdefault("cache", CACHE)
     # no Python exceptions from arithmetic (a division by zero gives inf/nan):
     # the checks would also keep LLVM from vectorising the loops
     options.setdefault("error_model", "numpy")
 
     def wrap(py_func):
-        return _Kernel(py_func, build, options, readonly)
+        return _Kernel(py_func, build, options, readonly, tagged)
 
     return wrap
 
@@ -138,7 +165,7 @@ def compile_all():
 # ---------------------------------------------------------------------------
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
 def _load_block(X, start, nb, xt):
     """Copy rows start:start+nb of X transposed into xt[:, :nb]."""
     d = X.shape[1]
@@ -157,7 +184,7 @@ def _load_block(X, start, nb, xt):
                 xt[i, r] = X[start + r, i]
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
 def _logprob_small(diff, nb, proj, P, log_norm, lp):
     """_logprob_block_full for one or two features: one sweep over the points
     per component, everything in registers (the tiled loops would make
@@ -182,9 +209,17 @@ def _logprob_small(diff, nb, proj, P, log_norm, lp):
                 lp[k, r] = c - 0.5 * (y0 * y0)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp,
-                        dclass):
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _centre_block(xt, nb, ref2, diff):
+    """diff[i, :nb] = xt[i, :nb] - ref2[i]."""
+    d = xt.shape[0]
+    for i in range(d):
+        m = ref2[i]
+        for r in range(nb):
+            diff[i, r] = xt[i, r] - m
+
+
+def _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp, tag):
     """lp[k, :nb] = log_norm[k] - 0.5 * ||(x - mu_k) P_k||^2 for every k.
 
     P_k is the upper-triangular Cholesky factor of the precision matrix
@@ -194,109 +229,127 @@ def _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, 
     per block at ref2 (the mixture mean), not once per component: the
     rounding error of y is then of the order of eps * |mu_k - ref2| / sigma,
     whatever the distance of the data from the origin.
+
+    ``tag`` is the feature-class tag (:func:`class_tag`): its dtype picks,
+    when the calling kernel is compiled, :func:`_logprob_small` or
+    :func:`_logprob_tri`, so that a kernel compiles only its own path.
     """
-    K, d = proj.shape
-    for i in range(d):
-        m = ref2[i]
-        for r in range(nb):
-            diff[i, r] = xt[i, r] - m
-    if dclass == DCLASS_SMALL:
-        _logprob_small(diff, nb, proj, P, log_norm, lp)
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_logprob_block_full, jit_options=dict(fastmath=FASTMATH, error_model="numpy"))
+def _logprob_block_full_typed(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp,
+                              tag):
+    if _tag_class(tag) == DCLASS_SMALL:
+        def impl(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp, tag):
+            _centre_block(xt, nb, ref2, diff)
+            _logprob_small(diff, nb, proj, P, log_norm, lp)
     else:
-        for k in range(K):
-            for r in range(nb):
-                maha[r] = 0.0
-            # Two columns j, j + 1 at a time share the loads of diff; rows are
-            # taken four at a time (P is zero below its diagonal, so a group
-            # may run past row j + 1).  The first group initialises the
-            # partial sums, the last adds the squares to maha directly: two
-            # columns cost ceil((j + 2) / 4) sweeps over the points.
-            j = 0
-            while j + 1 < d:
-                ca = proj[k, j]
-                cb = proj[k, j + 1]
-                nrows = j + 2
-                i = 0
-                while i < nrows and i + 3 < d:
-                    first = i == 0
-                    last = i + 4 >= nrows
-                    pa0 = P[k, i, j]
-                    pa1 = P[k, i + 1, j]
-                    pa2 = P[k, i + 2, j]
-                    pa3 = P[k, i + 3, j]
-                    pb0 = P[k, i, j + 1]
-                    pb1 = P[k, i + 1, j + 1]
-                    pb2 = P[k, i + 2, j + 1]
-                    pb3 = P[k, i + 3, j + 1]
-                    if first and last:
-                        for r in range(nb):
-                            v0 = diff[i, r]
-                            v1 = diff[i + 1, r]
-                            v2 = diff[i + 2, r]
-                            v3 = diff[i + 3, r]
-                            ya = (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3) - ca
-                            yb = (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3) - cb
-                            maha[r] += ya * ya + yb * yb
-                    elif first:
-                        for r in range(nb):
-                            v0 = diff[i, r]
-                            v1 = diff[i + 1, r]
-                            v2 = diff[i + 2, r]
-                            v3 = diff[i + 3, r]
-                            acc[r] = (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3) - ca
-                            acc2[r] = (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3) - cb
-                    elif last:
-                        for r in range(nb):
-                            v0 = diff[i, r]
-                            v1 = diff[i + 1, r]
-                            v2 = diff[i + 2, r]
-                            v3 = diff[i + 3, r]
-                            ya = acc[r] + ((v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3))
-                            yb = acc2[r] + ((v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3))
-                            maha[r] += ya * ya + yb * yb
-                    else:
-                        for r in range(nb):
-                            v0 = diff[i, r]
-                            v1 = diff[i + 1, r]
-                            v2 = diff[i + 2, r]
-                            v3 = diff[i + 3, r]
-                            acc[r] += (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3)
-                            acc2[r] += (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3)
-                    i += 4
-                if i < nrows:
-                    # fewer than four rows left before row d: one at a time
-                    if i == 0:
-                        for r in range(nb):
-                            acc[r] = -ca
-                            acc2[r] = -cb
-                    while i < nrows:
-                        pa = P[k, i, j]
-                        pb = P[k, i, j + 1]
-                        for r in range(nb):
-                            v = diff[i, r]
-                            acc[r] += v * pa
-                            acc2[r] += v * pb
-                        i += 1
+        def impl(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp, tag):
+            _centre_block(xt, nb, ref2, diff)
+            _logprob_tri(diff, nb, proj, P, log_norm, acc, acc2, maha, lp)
+    return impl
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _logprob_tri(diff, nb, proj, P, log_norm, acc, acc2, maha, lp):
+    """The triangular products of :func:`_logprob_block_full` on centred rows
+    diff (d, block), for d > 2 (acc, acc2, maha: (block,) scratch)."""
+    K, d = proj.shape
+    for k in range(K):
+        for r in range(nb):
+            maha[r] = 0.0
+        # Two columns j, j + 1 at a time share the loads of diff; rows are
+        # taken four at a time (P is zero below its diagonal, so a group
+        # may run past row j + 1).  The first group initialises the
+        # partial sums, the last adds the squares to maha directly: two
+        # columns cost ceil((j + 2) / 4) sweeps over the points.
+        j = 0
+        while j + 1 < d:
+            ca = proj[k, j]
+            cb = proj[k, j + 1]
+            nrows = j + 2
+            i = 0
+            while i < nrows and i + 3 < d:
+                first = i == 0
+                last = i + 4 >= nrows
+                pa0 = P[k, i, j]
+                pa1 = P[k, i + 1, j]
+                pa2 = P[k, i + 2, j]
+                pa3 = P[k, i + 3, j]
+                pb0 = P[k, i, j + 1]
+                pb1 = P[k, i + 1, j + 1]
+                pb2 = P[k, i + 2, j + 1]
+                pb3 = P[k, i + 3, j + 1]
+                if first and last:
                     for r in range(nb):
-                        maha[r] += acc[r] * acc[r] + acc2[r] * acc2[r]
-                j += 2
-            if j < d:
-                # last column when d is odd
-                ca = proj[k, j]
-                for r in range(nb):
-                    acc[r] = -ca
-                for i in range(j + 1):
+                        v0 = diff[i, r]
+                        v1 = diff[i + 1, r]
+                        v2 = diff[i + 2, r]
+                        v3 = diff[i + 3, r]
+                        ya = (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3) - ca
+                        yb = (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3) - cb
+                        maha[r] += ya * ya + yb * yb
+                elif first:
+                    for r in range(nb):
+                        v0 = diff[i, r]
+                        v1 = diff[i + 1, r]
+                        v2 = diff[i + 2, r]
+                        v3 = diff[i + 3, r]
+                        acc[r] = (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3) - ca
+                        acc2[r] = (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3) - cb
+                elif last:
+                    for r in range(nb):
+                        v0 = diff[i, r]
+                        v1 = diff[i + 1, r]
+                        v2 = diff[i + 2, r]
+                        v3 = diff[i + 3, r]
+                        ya = acc[r] + ((v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3))
+                        yb = acc2[r] + ((v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3))
+                        maha[r] += ya * ya + yb * yb
+                else:
+                    for r in range(nb):
+                        v0 = diff[i, r]
+                        v1 = diff[i + 1, r]
+                        v2 = diff[i + 2, r]
+                        v3 = diff[i + 3, r]
+                        acc[r] += (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3)
+                        acc2[r] += (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3)
+                i += 4
+            if i < nrows:
+                # fewer than four rows left before row d: one at a time
+                if i == 0:
+                    for r in range(nb):
+                        acc[r] = -ca
+                        acc2[r] = -cb
+                while i < nrows:
                     pa = P[k, i, j]
+                    pb = P[k, i, j + 1]
                     for r in range(nb):
-                        acc[r] += diff[i, r] * pa
+                        v = diff[i, r]
+                        acc[r] += v * pa
+                        acc2[r] += v * pb
+                    i += 1
                 for r in range(nb):
-                    maha[r] += acc[r] * acc[r]
-            c = log_norm[k]
+                    maha[r] += acc[r] * acc[r] + acc2[r] * acc2[r]
+            j += 2
+        if j < d:
+            # last column when d is odd
+            ca = proj[k, j]
             for r in range(nb):
-                lp[k, r] = c - 0.5 * maha[r]
+                acc[r] = -ca
+            for i in range(j + 1):
+                pa = P[k, i, j]
+                for r in range(nb):
+                    acc[r] += diff[i, r] * pa
+            for r in range(nb):
+                maha[r] += acc[r] * acc[r]
+        c = log_norm[k]
+        for r in range(nb):
+            lp[k, r] = c - 0.5 * maha[r]
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
 def _logprob_block_tied(xt, nb, ref2, Pt, proj, log_norm, diff, Y, maha, lp):
     """Tied precision: one triangular product per row instead of one per
     component.
@@ -357,7 +410,7 @@ def _logprob_block_tied(xt, nb, ref2, Pt, proj, log_norm, diff, Y, maha, lp):
             lp[k, r] = c - 0.5 * maha[r]
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
 def _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, maha, lp):
     """Diagonal precisions: lp[k] = log_norm[k] - 0.5 sum_i t_i^2 with
     t_i = (x_i - ref2_i) p_ki - proj_ki = (x_i - mu_ki) p_ki, proj_k =
@@ -558,7 +611,7 @@ def _log_normal(x):
     return 2.0 * s * q + e * _LN2
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
 def _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum):
     """Turn log probabilities lp[:, :nb] into weighted responsibilities.
 
@@ -606,7 +659,7 @@ def _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum):
     return ll, nbad
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
 def _gram_tiles(u, ua, ub, v, i, nb, s2, zero):
     """s2[i, j] += sum_r u[ua, r] v[j, r] and, if i + 1 < d, s2[i + 1, j] +=
     sum_r u[ub, r] v[j, r], for j >= i (d = v.shape[0]).
@@ -673,7 +726,7 @@ def _gram_tiles(u, ua, ub, v, i, nb, s2, zero):
         j += 1
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
 def _moments_full(xt, nb, centre, sq, z, s1, s2, zero):
     """With g = sq[:nb] the square roots of the row weights (responsibilities):
     s1[i] += sum_r g^2 (x_i - c_i); s2[i, j] += sum_r g^2 (x_i - c_i)(x_j - c_j)
@@ -701,7 +754,7 @@ def _moments_full(xt, nb, centre, sq, z, s1, s2, zero):
         _gram_tiles(z, i, min(i + 1, d - 1), z, i, nb, s2, zero)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
 def _moments_weighted(resp, nb, diff, wd, s1, s2, zero):
     """s1[i] += sum_r resp[r] diff[i, r]; s2[i, j] += sum_r resp[r] diff[i, r] diff[j, r]
     for j >= i (entries just below the diagonal may also be written; only the
@@ -735,7 +788,7 @@ def _moments_weighted(resp, nb, diff, wd, s1, s2, zero):
         _gram_tiles(wd, 0, 1, diff, i, nb, s2, zero)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
 def _moments_small(xt, nb, centre, g, s1, s2, zero):
     """_moments_weighted for one or two features: one sweep over the points
     with every sum in a register.  g[:nb] are the responsibilities."""
@@ -771,58 +824,96 @@ def _moments_small(xt, nb, centre, g, s1, s2, zero):
     s2[0, 0] += b00
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _accumulate_full(xt, nb, resp, wrow, ref, ref2, tied, dclass, diff, wd, rf, zero,
-                     tied_s1, nk, s1, s2):
-    """Add one block's statistics to (nk, s1, s2) for the full/tied types.
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _component_small(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
+    """Moments of component k, one or two features (:func:`_moments_small`)."""
+    _moments_small(xt, nb, ref[k], resp[k], s1[k], s2[k], zero)
 
-    resp[k, :nb] are the (weighted) responsibilities, wrow[:nb] the row
-    weights.  s1 and (full) s2[k] are taken around ref[k]; for the tied type
-    s2[0] receives the weighted total scatter around ref2 instead.  Only the
-    upper triangle of s2 is written.  dclass (DCLASS_*) must match d.
-    diff (d, block), wd (2, block) and rf
-    (block,) in the data's type are scratch; zero is a zero of that type.
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _component_weighted(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
+    """Moments of component k, 2 < d < SCALED_MIN_D: rows centred at ref[k],
+    then :func:`_moments_weighted`."""
+    d = xt.shape[0]
+    for i in range(d):
+        m = ref[k, i]
+        for r in range(nb):
+            diff[i, r] = xt[i, r] - m
+    for r in range(nb):
+        rf[r] = resp[k, r]
+    _moments_weighted(rf, nb, diff, wd, s1[k], s2[k], zero)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _component_scaled(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
+    """Moments of component k, d >= SCALED_MIN_D: rows scaled by the square
+    roots of the responsibilities (:func:`_moments_full`)."""
+    for r in range(nb):
+        rf[r] = np.sqrt(resp[k, r])
+    _moments_full(xt, nb, ref[k], rf, diff, s1[k], s2[k], zero)
+
+
+def _accumulate_full(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s2):
+    """Add one block's statistics to (nk, s1, s2) for the full type.
+
+    resp[k, :nb] are the (weighted) responsibilities; s1[k] and s2[k] are
+    taken around ref[k] (upper triangle of s2 only).  The dtype of ``tag``
+    (:func:`class_tag`) picks the moments' code path when the kernel is
+    compiled.  diff (d, block), wd (2, block) and rf (block,) in the data's
+    type are scratch; zero is a zero of that type.
     """
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_accumulate_full, jit_options=dict(fastmath=FASTMATH, error_model="numpy"))
+def _accumulate_full_typed(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s2):
+    component = (_component_small, _component_weighted, _component_scaled)[_tag_class(tag)]
+
+    def impl(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s2):
+        K = ref.shape[0]
+        for k in range(K):
+            tot = 0.0
+            for r in range(nb):
+                tot += resp[k, r]
+            if tot == 0.0:
+                # all responsibilities of this block are exactly zero: its
+                # statistics would add exact zeros
+                continue
+            nk[k] += tot
+            component(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2)
+
+    return impl
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _accumulate_tied(xt, nb, resp, wrow, ref, ref2, diff, rf, zero, tied_s1, nk, s1, s2):
+    """Add one block's statistics for the tied type: nk[k] and s1[k] (around
+    ref[k]) per component, and to s2[0] the weighted total scatter around
+    ref2 (upper triangle), from the row weights wrow[:nb]; tied_s1 (d,)
+    receives the matching first moment around ref2 (unused by the M-step).
+    Scratch as in :func:`_accumulate_full`."""
     K, d = ref.shape
     for k in range(K):
         tot = 0.0
         for r in range(nb):
             tot += resp[k, r]
         if tot == 0.0:
-            # all responsibilities of this block are exactly zero: its
-            # statistics would add exact zeros
             continue
         nk[k] += tot
-        if tied:
-            for r in range(nb):
-                rf[r] = resp[k, r]
-            for i in range(d):
-                m = ref[k, i]
-                a = zero
-                for r in range(nb):
-                    a += rf[r] * (xt[i, r] - m)
-                s1[k, i] += a
-        elif dclass == DCLASS_SMALL:
-            _moments_small(xt, nb, ref[k], resp[k], s1[k], s2[k], zero)
-        elif dclass == DCLASS_SCALED:
-            for r in range(nb):
-                rf[r] = np.sqrt(resp[k, r])
-            _moments_full(xt, nb, ref[k], rf, diff, s1[k], s2[k], zero)
-        else:
-            for i in range(d):
-                m = ref[k, i]
-                for r in range(nb):
-                    diff[i, r] = xt[i, r] - m
-            for r in range(nb):
-                rf[r] = resp[k, r]
-            _moments_weighted(rf, nb, diff, wd, s1[k], s2[k], zero)
-    if tied:
         for r in range(nb):
-            rf[r] = np.sqrt(wrow[r])
-        _moments_full(xt, nb, ref2, rf, diff, tied_s1, s2[0], zero)
+            rf[r] = resp[k, r]
+        for i in range(d):
+            m = ref[k, i]
+            a = zero
+            for r in range(nb):
+                a += rf[r] * (xt[i, r] - m)
+            s1[k, i] += a
+    for r in range(nb):
+        rf[r] = np.sqrt(wrow[r])
+    _moments_full(xt, nb, ref2, rf, diff, tied_s1, s2[0], zero)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
 def _accumulate_diag(xt, nb, resp, ref, rf, zero, nk, s1, s2):
     """Add one block's statistics to (nk, s1, s2) for the diag/spherical
     types: s1[k, i] = sum_r resp (x_i - ref_ki), s2[k, i] = sum_r resp
@@ -874,7 +965,7 @@ def _accumulate_diag(xt, nb, resp, ref, rf, zero, nk, s1, s2):
             s2[k, i] += b0
 
 
-@njit(cache=CACHE, error_model="numpy", inline="always")
+@njit(cache=CACHE, error_model="numpy")
 def _add_into(dst, src):
     """dst += src elementwise, as a plain serial loop.
 
@@ -888,50 +979,76 @@ def _add_into(dst, src):
         a[i] += b[i]
 
 
+@njit(cache=CACHE, error_model="numpy")
+def _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll):
+    """Add the tasks' partial statistics to the accumulators, in task order."""
+    for t in range(p_nk.shape[0]):
+        _add_into(out_nk, p_nk[t])
+        _add_into(out_s1, p_s1[t])
+        _add_into(out_s2, p_s2[t])
+        out_ll[0] += p_ll[t]
+        out_ll[1] += p_bad[t]
+
+
 # ---------------------------------------------------------------------------
 # E-step + statistics: one pass over the rows
+#
+# Each parallel kernel is a short loop over tasks whose body calls the block
+# helpers above; the helpers are compiled once per argument type (and cached),
+# shared by every kernel that uses them, so a kernel compiles only its own
+# small parallel region.
 # ---------------------------------------------------------------------------
 
 
-def _sig_pass_full(dt, ro):
+def _sig_pass(dt, ro, P_ndim=3, extra=()):
     return types.void(
-        _arr(dt, 2, ro), _arr(_f8, 1), _arr(dt, 2), _arr(dt, 3), _arr(_f8, 1),
+        _arr(dt, 2, ro), _arr(_f8, 1), _arr(dt, 2), _arr(dt, P_ndim), _arr(_f8, 1),
         _arr(dt, 1), _arr(dt, 2), _i8, _i8, _arr(_f8, 1), _arr(_f8, 2),
-        _arr(_f8, 3), _arr(_f8, 1),
+        _arr(_f8, P_ndim), _arr(_f8, 1), *extra,
     )
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _pass_full_impl(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk,
-                   out_s1, out_s2, out_ll, mode, dclass):
-    """One EM pass for the full (mode 0) and tied (mode 1) covariance types;
-    the body of the pass_* kernels, which fix mode and dclass (DCLASS_*, by the
-    number of features) so that each compiles only its own code path.
+def _sig_pass_full(dt, ro, tag):
+    return _sig_pass(dt, ro, 3, (tag,))
+
+
+def _sig_pass_tied(dt, ro):
+    return _sig_pass(dt, ro, 3)
+
+
+def _sig_pass_diag(dt, ro):
+    return _sig_pass(dt, ro, 2)
+
+
+@kernel(_sig_pass_full, tagged=True, parallel=True, cache=CACHE, fastmath=FASTMATH)
+def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
+              out_s2, out_ll, tag):
+    """One EM pass for the full covariance type.
 
     Parameters
     ----------
     X : (n, d) float32/float64
     w : (n,) float64 sample weights, or an empty array for unit weights
     means : (K, d), same dtype as X; also the reference of the statistics
-    P : (K, d, d) upper-triangular precision Cholesky factors ((1, d, d) for tied)
+    P : (K, d, d) upper-triangular precision Cholesky factors
     log_norm : (K,) log weight + log det P_k - d/2 log(2 pi)
-    ref2 : (d,) centre of the E-step (the mixture mean) and reference of the
-        tied total scatter
-    proj : (K, d) P_k^T (mu_k - ref2) (tied: P^T (mu_k - ref2))
-    out_nk, out_s1, out_s2 : (K,), (K, d), (K, d, d) or (1, d, d) for tied: float64
-        accumulators; each task's statistics are added to them in task order
-        (upper triangle of s2 only)
+    ref2 : (d,) centre of the E-step (the mixture mean)
+    proj : (K, d) P_k^T (mu_k - ref2)
+    block, task_rows : rows per block and per parallel task
+    out_nk, out_s1, out_s2 : (K,), (K, d), (K, d, d) float64 accumulators; each
+        task's statistics are added to them in task order (upper triangle of
+        s2 only)
     out_ll : (2,) float64 accumulator: [sum of weighted log-likelihoods,
         number of rows without a finite density]
+    tag : the feature-class tag for d (:func:`class_tag`)
     """
     n, d = X.shape
     K = means.shape[0]
     has_w = w.shape[0] > 0
-    K2 = 1 if mode == MODE_TIED else K
     ntasks = (n + task_rows - 1) // task_rows
     p_nk = np.zeros((ntasks, K))
     p_s1 = np.zeros((ntasks, K, d))
-    p_s2 = np.zeros((ntasks, K2, d, d))
+    p_s2 = np.zeros((ntasks, K, d, d))
     p_ll = np.zeros(ntasks)
     p_bad = np.zeros(ntasks, dtype=np.int64)
     for t in prange(ntasks):
@@ -947,8 +1064,6 @@ def _pass_full_impl(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_
         wd = np.empty((2, block), dtype=X.dtype)
         rf = np.empty(block, dtype=X.dtype)
         zero = np.zeros(1, dtype=X.dtype)[0]
-        tied_s1 = np.zeros(d)
-        Y = np.empty((d if mode == MODE_TIED else 0, block), dtype=X.dtype)
         lo = t * task_rows
         hi = min(n, lo + task_rows)
         ll = 0.0
@@ -956,84 +1071,61 @@ def _pass_full_impl(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_
         for start in range(lo, hi, block):
             nb = min(block, hi - start)
             _load_block(X, start, nb, xt)
-            if mode == MODE_TIED:
-                _logprob_block_tied(xt, nb, ref2, P[0], proj, log_norm, diff, Y, maha,
-                                    lp)
-            else:
-                _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2,
-                                    maha, lp, dclass)
+            _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp,
+                                tag)
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
             nbad += bb
-            _accumulate_full(xt, nb, lp, wrow, means, ref2, mode == MODE_TIED, dclass,
-                             diff, wd, rf, zero, tied_s1, p_nk[t], p_s1[t], p_s2[t])
+            _accumulate_full(xt, nb, lp, means, tag, diff, wd, rf, zero, p_nk[t],
+                             p_s1[t], p_s2[t])
         p_ll[t] = ll
         p_bad[t] = nbad
-    for t in range(ntasks):
-        _add_into(out_nk, p_nk[t])
-        _add_into(out_s1, p_s1[t])
-        _add_into(out_s2, p_s2[t])
-        out_ll[0] += p_ll[t]
-        out_ll[1] += p_bad[t]
+    _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
 
 
-
-@kernel(_sig_pass_full, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def pass_full_small(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
-                    out_s2, out_ll):
-    """_pass_full_impl: full covariances, one or two features."""
-    _pass_full_impl(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
-                    out_s2, out_ll, MODE_FULL, DCLASS_SMALL)
-
-
-@kernel(_sig_pass_full, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def pass_full_weighted(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk,
-                       out_s1, out_s2, out_ll):
-    """_pass_full_impl: full covariances, 2 < d < SCALED_MIN_D."""
-    _pass_full_impl(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
-                    out_s2, out_ll, MODE_FULL, DCLASS_WEIGHTED)
-
-
-@kernel(_sig_pass_full, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def pass_full_scaled(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk,
-                     out_s1, out_s2, out_ll):
-    """_pass_full_impl: full covariances, d >= SCALED_MIN_D."""
-    _pass_full_impl(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
-                    out_s2, out_ll, MODE_FULL, DCLASS_SCALED)
-
-
-@kernel(_sig_pass_full, parallel=True, cache=CACHE, fastmath=FASTMATH)
+@kernel(_sig_pass_tied, parallel=True, cache=CACHE, fastmath=FASTMATH)
 def pass_tied(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
               out_s2, out_ll):
-    """_pass_full_impl: the tied covariance type."""
-    _pass_full_impl(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
-                    out_s2, out_ll, MODE_TIED, DCLASS_SCALED)
-
-
-def _d_class(d):
-    if d <= 2:
-        return DCLASS_SMALL
-    return DCLASS_WEIGHTED if d < SCALED_MIN_D else DCLASS_SCALED
-
-
-def pass_full(X, w, means, P, log_norm, ref2, proj, mode, block, task_rows, out_nk, out_s1,
-              out_s2, out_ll):
-    """One EM pass for the full and tied types: runs the kernel specialised for
-    ``mode`` and the number of features (arguments as in _pass_full_impl)."""
-    if mode == MODE_TIED:
-        kern = pass_tied
-    else:
-        kern = (pass_full_small, pass_full_weighted, pass_full_scaled)[_d_class(X.shape[1])]
-    kern(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1, out_s2,
-         out_ll)
-
-
-def _sig_pass_diag(dt, ro):
-    return types.void(
-        _arr(dt, 2, ro), _arr(_f8, 1), _arr(dt, 2), _arr(dt, 2), _arr(_f8, 1),
-        _arr(dt, 1), _arr(dt, 2), _i8, _i8, _arr(_f8, 1), _arr(_f8, 2), _arr(_f8, 2),
-        _arr(_f8, 1),
-    )
+    """One EM pass for the tied covariance type: as :func:`pass_full` with P
+    (1, d, d) the shared precision factor, proj = P^T (mu_k - ref2), and
+    out_s2 (1, d, d) receiving the weighted total scatter around ref2."""
+    n, d = X.shape
+    K = means.shape[0]
+    has_w = w.shape[0] > 0
+    ntasks = (n + task_rows - 1) // task_rows
+    p_nk = np.zeros((ntasks, K))
+    p_s1 = np.zeros((ntasks, K, d))
+    p_s2 = np.zeros((ntasks, 1, d, d))
+    p_ll = np.zeros(ntasks)
+    p_bad = np.zeros(ntasks, dtype=np.int64)
+    for t in prange(ntasks):
+        xt = np.empty((d, block), dtype=X.dtype)
+        diff = np.empty((d, block), dtype=X.dtype)
+        Y = np.empty((d, block), dtype=X.dtype)
+        maha = np.empty(block, dtype=X.dtype)
+        lp = np.empty((K, block), dtype=X.dtype)
+        wrow = np.empty(block)
+        mx = np.empty(block, dtype=X.dtype)
+        ssum = np.empty(block, dtype=X.dtype)
+        rf = np.empty(block, dtype=X.dtype)
+        zero = np.zeros(1, dtype=X.dtype)[0]
+        tied_s1 = np.zeros(d)
+        lo = t * task_rows
+        hi = min(n, lo + task_rows)
+        ll = 0.0
+        nbad = 0
+        for start in range(lo, hi, block):
+            nb = min(block, hi - start)
+            _load_block(X, start, nb, xt)
+            _logprob_block_tied(xt, nb, ref2, P[0], proj, log_norm, diff, Y, maha, lp)
+            bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
+            ll += bl
+            nbad += bb
+            _accumulate_tied(xt, nb, lp, wrow, means, ref2, diff, rf, zero, tied_s1,
+                             p_nk[t], p_s1[t], p_s2[t])
+        p_ll[t] = ll
+        p_bad[t] = nbad
+    _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
 
 
 @kernel(_sig_pass_diag, parallel=True, cache=CACHE, fastmath=FASTMATH)
@@ -1081,12 +1173,24 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
             _accumulate_diag(xt, nb, lp, means, rf, zero, p_nk[t], p_s1[t], p_s2[t])
         p_ll[t] = ll
         p_bad[t] = nbad
-    for t in range(ntasks):
-        _add_into(out_nk, p_nk[t])
-        _add_into(out_s1, p_s1[t])
-        _add_into(out_s2, p_s2[t])
-        out_ll[0] += p_ll[t]
-        out_ll[1] += p_bad[t]
+    _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
+
+
+def d_class(d):
+    """The code path of the full type for d features (DCLASS_*)."""
+    if d <= 2:
+        return DCLASS_SMALL
+    return DCLASS_WEIGHTED if d < SCALED_MIN_D else DCLASS_SCALED
+
+
+def class_tag(d):
+    """The tag array (empty; its dtype names the class) for d features."""
+    return _TAGS[d_class(d)]
+
+
+def _tag_class(tag):
+    """DCLASS_* of a tag's Numba array type (at compile time)."""
+    return [types.int8, types.int16, types.int32].index(tag.dtype)
 
 
 # ---------------------------------------------------------------------------
@@ -1094,17 +1198,38 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
 # ---------------------------------------------------------------------------
 
 
-def _sig_logprob_full(dt, ro):
+def _sig_logprob(dt, ro, P_ndim=3, extra=()):
     return types.void(
-        _arr(dt, 2, ro), _arr(dt, 2), _arr(dt, 3), _arr(_f8, 1), _arr(dt, 1),
-        _arr(dt, 2), _i8, _i8, _arr(_f8, 2)
+        _arr(dt, 2, ro), _arr(dt, 2), _arr(dt, P_ndim), _arr(_f8, 1), _arr(dt, 1),
+        _arr(dt, 2), _i8, _arr(_f8, 2), *extra,
     )
 
 
-@kernel(_sig_logprob_full, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def logprob_full(X, means, P, log_norm, ref2, proj, mode, block, out):
-    """out[n, k] = log w_k + log N(x_n | mu_k, Sigma_k) (full/tied; ref2 and
-    proj as in pass_full)."""
+def _sig_logprob_full(dt, ro, tag):
+    return _sig_logprob(dt, ro, 3, (tag,))
+
+
+def _sig_logprob_tied(dt, ro):
+    return _sig_logprob(dt, ro, 3)
+
+
+def _sig_logprob_diag(dt, ro):
+    return _sig_logprob(dt, ro, 2)
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _store_logprob(lp, nb, start, out):
+    """out[start + r, k] = lp[k, r] for r < nb."""
+    K = lp.shape[0]
+    for r in range(nb):
+        for k in range(K):
+            out[start + r, k] = lp[k, r]
+
+
+@kernel(_sig_logprob_full, tagged=True, parallel=True, cache=CACHE, fastmath=FASTMATH)
+def logprob_full(X, means, P, log_norm, ref2, proj, block, out, tag):
+    """out[n, k] = log w_k + log N(x_n | mu_k, Sigma_k) for the full type
+    (ref2 and proj as in pass_full; the log densities in float64)."""
     n, d = X.shape
     K = means.shape[0]
     nblocks = (n + block - 1) // block
@@ -1114,26 +1239,32 @@ def logprob_full(X, means, P, log_norm, ref2, proj, mode, block, out):
         acc = np.empty(block, dtype=X.dtype)
         acc2 = np.empty(block, dtype=X.dtype)
         maha = np.empty(block, dtype=X.dtype)
-        lp = np.empty((K, block))
-        Y = np.empty((d if mode == MODE_TIED else 0, block), dtype=X.dtype)
+        lp = np.empty((K, block), dtype=X.dtype)
         start = b * block
         nb = min(block, n - start)
         _load_block(X, start, nb, xt)
-        if mode == MODE_TIED:
-            _logprob_block_tied(xt, nb, ref2, P[0], proj, log_norm, diff, Y, maha, lp)
-        else:
-            _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha,
-                                lp, DCLASS_SMALL if d <= 2 else DCLASS_SCALED)
-        for r in range(nb):
-            for k in range(K):
-                out[start + r, k] = lp[k, r]
+        _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp,
+                            tag)
+        _store_logprob(lp, nb, start, out)
 
 
-def _sig_logprob_diag(dt, ro):
-    return types.void(
-        _arr(dt, 2, ro), _arr(dt, 2), _arr(dt, 2), _arr(_f8, 1), _arr(dt, 1), _arr(dt, 2),
-        _i8, _arr(_f8, 2)
-    )
+@kernel(_sig_logprob_tied, parallel=True, cache=CACHE, fastmath=FASTMATH)
+def logprob_tied(X, means, P, log_norm, ref2, proj, block, out):
+    """out[n, k] = log w_k + log N(x_n | mu_k, Sigma) for the tied type."""
+    n, d = X.shape
+    K = means.shape[0]
+    nblocks = (n + block - 1) // block
+    for b in prange(nblocks):
+        xt = np.empty((d, block), dtype=X.dtype)
+        diff = np.empty((d, block), dtype=X.dtype)
+        Y = np.empty((d, block), dtype=X.dtype)
+        maha = np.empty(block, dtype=X.dtype)
+        lp = np.empty((K, block), dtype=X.dtype)
+        start = b * block
+        nb = min(block, n - start)
+        _load_block(X, start, nb, xt)
+        _logprob_block_tied(xt, nb, ref2, P[0], proj, log_norm, diff, Y, maha, lp)
+        _store_logprob(lp, nb, start, out)
 
 
 @kernel(_sig_logprob_diag, parallel=True, cache=CACHE, fastmath=FASTMATH)
@@ -1147,206 +1278,12 @@ def logprob_diag(X, means, prec, log_norm, ref2, proj, block, out):
         xt = np.empty((d, block), dtype=X.dtype)
         diff = np.empty((d, block), dtype=X.dtype)
         maha = np.empty(block, dtype=X.dtype)
-        lp = np.empty((K, block))
+        lp = np.empty((K, block), dtype=X.dtype)
         start = b * block
         nb = min(block, n - start)
         _load_block(X, start, nb, xt)
         _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, maha, lp)
-        for r in range(nb):
-            for k in range(K):
-                out[start + r, k] = lp[k, r]
-
-
-# ---------------------------------------------------------------------------
-# Statistics from given responsibilities (initialisation)
-# ---------------------------------------------------------------------------
-
-
-def _sig_resp_stats(dt, ro):
-    return types.void(
-        _arr(dt, 2, ro), _arr(_f8, 2), _arr(dt, 2), _arr(dt, 1), _i8, _i8,
-        _arr(_f8, 1), _arr(_f8, 2), _arr(_f8, 3), _arr(_f8, 2),
-    )
-
-
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _resp_stats_impl(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2,
-                     out_s2d, mode, dclass):
-    """Statistics of X under given (weighted) responsibilities resp (n, K);
-    the body of the resp_stats_* kernels (mode and dclass fixed in each).
-
-    Adds, in task order, to the accumulators out_nk (K,), out_s1 (K, d)
-    around ref, out_s2 (K, d, d) for the full mode or (1, d, d) total scatter around ref2 for
-    the tied mode (upper triangle; pass (0, d, d) for diag), and out_s2d (K, d)
-    diagonal second moments for the diag mode (pass (0, d) otherwise).  The
-    row weights are the row sums of resp.
-    """
-    n, d = X.shape
-    K = ref.shape[0]
-    ntasks = (n + task_rows - 1) // task_rows
-    diag = mode == MODE_DIAG
-    tied = mode == MODE_TIED
-    K2 = 0 if diag else (1 if tied else K)
-    Kd = K if diag else 0
-    p_nk = np.zeros((ntasks, K))
-    p_s1 = np.zeros((ntasks, K, d))
-    p_s2 = np.zeros((ntasks, K2, d, d))
-    p_s2d = np.zeros((ntasks, Kd, d))
-    for t in prange(ntasks):
-        xt = np.empty((d, block), dtype=X.dtype)
-        diff = np.empty((d, block), dtype=X.dtype)
-        lp = np.empty((K, block))
-        wrow = np.empty(block)
-        wd = np.empty((2, block), dtype=X.dtype)
-        rf = np.empty(block, dtype=X.dtype)
-        zero = np.zeros(1, dtype=X.dtype)[0]
-        tied_s1 = np.zeros(d)
-        lo = t * task_rows
-        hi = min(n, lo + task_rows)
-        for start in range(lo, hi, block):
-            nb = min(block, hi - start)
-            _load_block(X, start, nb, xt)
-            for r in range(nb):
-                s = 0.0
-                for k in range(K):
-                    v = resp[start + r, k]
-                    lp[k, r] = v
-                    s += v
-                wrow[r] = s
-            if diag:
-                _accumulate_diag(xt, nb, lp, ref, rf, zero, p_nk[t], p_s1[t], p_s2d[t])
-            else:
-                _accumulate_full(xt, nb, lp, wrow, ref, ref2, tied, dclass, diff, wd, rf,
-                                 zero, tied_s1, p_nk[t], p_s1[t], p_s2[t])
-    for t in range(ntasks):
-        _add_into(out_nk, p_nk[t])
-        _add_into(out_s1, p_s1[t])
-        _add_into(out_s2, p_s2[t])
-        _add_into(out_s2d, p_s2d[t])
-
-
-@kernel(_sig_resp_stats, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def resp_stats_diag(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2,
-                    out_s2d):
-    """_resp_stats_impl: the diag and spherical types."""
-    _resp_stats_impl(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2, out_s2d,
-                     MODE_DIAG, DCLASS_SCALED)
-
-
-@kernel(_sig_resp_stats, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def resp_stats_tied(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2,
-                    out_s2d):
-    """_resp_stats_impl: the tied type."""
-    _resp_stats_impl(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2, out_s2d,
-                     MODE_TIED, DCLASS_SCALED)
-
-
-@kernel(_sig_resp_stats, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def resp_stats_full_small(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2,
-                          out_s2d):
-    """_resp_stats_impl: full covariances, one or two features."""
-    _resp_stats_impl(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2, out_s2d,
-                     MODE_FULL, DCLASS_SMALL)
-
-
-@kernel(_sig_resp_stats, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def resp_stats_full_weighted(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2,
-                             out_s2d):
-    """_resp_stats_impl: full covariances, 2 < d < SCALED_MIN_D."""
-    _resp_stats_impl(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2, out_s2d,
-                     MODE_FULL, DCLASS_WEIGHTED)
-
-
-@kernel(_sig_resp_stats, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def resp_stats_full_scaled(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2,
-                           out_s2d):
-    """_resp_stats_impl: full covariances, d >= SCALED_MIN_D."""
-    _resp_stats_impl(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2, out_s2d,
-                     MODE_FULL, DCLASS_SCALED)
-
-
-def resp_stats(X, resp, ref, ref2, mode, block, task_rows, out_nk, out_s1, out_s2, out_s2d):
-    """Statistics of X under given responsibilities: runs the kernel
-    specialised for ``mode`` and the number of features (arguments as in
-    _resp_stats_impl)."""
-    if mode == MODE_DIAG:
-        kern = resp_stats_diag
-    elif mode == MODE_TIED:
-        kern = resp_stats_tied
-    else:
-        kern = (resp_stats_full_small, resp_stats_full_weighted,
-                resp_stats_full_scaled)[_d_class(X.shape[1])]
-    kern(X, resp, ref, ref2, block, task_rows, out_nk, out_s1, out_s2, out_s2d)
-
-
-# ---------------------------------------------------------------------------
-# k-means (initialisation)
-# ---------------------------------------------------------------------------
-
-
-def _sig_assign(dt, ro):
-    return types.void(_arr(dt, 2, ro), _arr(_f8, 2), _i8, _arr(_i8, 1), _arr(_f8, 1))
-
-
-@kernel(_sig_assign, parallel=True, cache=CACHE, fastmath=FASTMATH)
-def kmeans_assign(X, centers, block, labels, dist):
-    """labels[n] = nearest centre, dist[n] = squared distance to it."""
-    n, d = X.shape
-    K = centers.shape[0]
-    nblocks = (n + block - 1) // block
-    for b in prange(nblocks):
-        xt = np.empty((d, block))
-        best = np.empty(block)
-        cur = np.empty(block)
-        lab = np.empty(block, dtype=np.int64)
-        start = b * block
-        nb = min(block, n - start)
-        for r in range(nb):
-            for i in range(d):
-                xt[i, r] = X[start + r, i]
-        for r in range(nb):
-            best[r] = np.inf
-            lab[r] = 0
-        for k in range(K):
-            for r in range(nb):
-                cur[r] = 0.0
-            for i in range(d):
-                c = centers[k, i]
-                for r in range(nb):
-                    t = xt[i, r] - c
-                    cur[r] += t * t
-            for r in range(nb):
-                if cur[r] < best[r]:
-                    best[r] = cur[r]
-                    lab[r] = k
-        for r in range(nb):
-            labels[start + r] = lab[r]
-            dist[start + r] = best[r]
-
-
-def _sig_kupdate(dt, ro):
-    return types.void(_arr(dt, 2, ro), _arr(_i8, 1), _arr(_f8, 1), _i8, _arr(_f8, 2),
-                      _arr(_f8, 1))
-
-
-@kernel(_sig_kupdate, cache=CACHE)
-def kmeans_update(X, labels, w, K, centers_out, counts_out):
-    """Weighted cluster sums -> centres (serial, ordered).  Empty clusters keep
-    their previous centre."""
-    n, d = X.shape
-    sums = np.zeros((K, d))
-    counts = np.zeros(K)
-    for r in range(n):
-        k = labels[r]
-        wr = w[r]
-        counts[k] += wr
-        for i in range(d):
-            sums[k, i] += wr * X[r, i]
-    for k in range(K):
-        counts_out[k] = counts[k]
-        if counts[k] > 0:
-            for i in range(d):
-                centers_out[k, i] = sums[k, i] / counts[k]
+        _store_logprob(lp, nb, start, out)
 
 
 # ---------------------------------------------------------------------------

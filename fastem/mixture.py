@@ -291,11 +291,8 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         -------
         log_likelihood : float
         """
-        ll = self.score_samples(X)
-        if sample_weight is None:
-            return float(ll.mean())
-        w = check_sample_weight(sample_weight, ll.shape[0])
-        return float(np.sum(w * ll) / np.sum(w))
+        total, n = self._weighted_total(X, sample_weight)
+        return float(total / n)
 
     def predict(self, X):
         """Label of the most probable component for each sample.
@@ -376,11 +373,27 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         return int(cov + K * d + K - 1)
 
     def _weighted_total(self, X, sample_weight):
-        ll = self.score_samples(X)
+        """Total (weighted) log-likelihood of X and the sample size (the sum
+        of the weights).
+
+        One E-step pass with the fit's own kernel: no per-row array, and no
+        second kernel to compile on a first run.  Rows with zero density
+        under every component make the total -inf, as in scikit-learn.
+        """
+        check_is_fitted(self)
+        data = self._as_data(X, sample_weight, reset=False)
+        try:
+            with _estep.thread_limits(self.n_jobs):
+                stats = self._e_pass(data, self._params())
+        except _estep.ZeroDensityError:
+            ll = self.score_samples(X)
+            if sample_weight is None:
+                return float(ll.sum()), ll.shape[0]
+            w = check_sample_weight(sample_weight, ll.shape[0])
+            return float(np.sum(w * ll)), float(np.sum(w))
         if sample_weight is None:
-            return float(ll.sum()), ll.shape[0]
-        w = check_sample_weight(sample_weight, ll.shape[0])
-        return float(np.sum(w * ll)), float(np.sum(w))
+            return stats.loglik, stats.n_rows
+        return stats.loglik, stats.weight_sum
 
     def bic(self, X, sample_weight=None):
         """Bayesian information criterion for the model on X (lower is better).
