@@ -516,10 +516,9 @@ def cmd_fit(args):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
         model.fit(data)
-        ll = model.score_samples(score_data)
-    n = ll.shape[0]
+        # one E-step pass with the fit's kernel (no per-row array)
+        total, n = model._weighted_total(score_data, None)
     d = model.means_.shape[1]
-    total = float(ll.sum())
     p = model._n_parameters()
     bic = -2.0 * total + p * np.log(n)
     aic = -2.0 * total + 2.0 * p
