@@ -28,7 +28,16 @@ __all__ = ["GaussianMixture", "MiniBatchGaussianMixture", "GaussianParams", "Suf
            "load", "__version__"]
 
 
+# public submodules, imported on first access (``fastem.io`` after a plain
+# ``import fastem``)
+_SUBMODULES = ("anomaly", "bench", "cli", "datasets", "io", "mixture", "online",
+               "persist", "plot", "selection")
+
+
 def __getattr__(name):
+    if name in _SUBMODULES:
+        # importing a submodule binds it as an attribute of the package
+        return importlib.import_module(f".{name}", __name__)
     module = _LAZY.get(name)
     if module is None:
         raise AttributeError(f"module 'fastem' has no attribute {name!r}")
@@ -38,7 +47,7 @@ def __getattr__(name):
 
 
 def __dir__():
-    return sorted(set(globals()) | set(__all__))
+    return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))
 
 
 def load(path):
