@@ -810,9 +810,15 @@ def validate_model(estimator, attributes, path="model", online=None):
         triangular; covariances of more than :data:`MAX_ELEMENTS` elements;
         online statistics inconsistent with the model.
     """
-    chk = _Checker(path)
     if online is None:
         online = hasattr(estimator, "partial_fit")
+    # extreme values (weights of 1e308) must give a clear refusal, not an
+    # overflow warning
+    with np.errstate(all="ignore"):
+        _validate_model(_Checker(path), estimator, attributes, path, online)
+
+
+def _validate_model(chk, estimator, attributes, path, online):
     fitted_names = _PARAM_ATTRIBUTES + ("n_features_in_",)
     present = [n for n in fitted_names if n in attributes]
     if online and any(n in attributes for n in _ONLINE_STATE):
