@@ -98,6 +98,13 @@ class _MixtureBase(DensityMixin, BaseEstimator):
                                  f"Got {prog!r} instead.")
         except ValueError as exc:
             raise ValueError(str(exc).replace("{cls}", cls)) from None
+        for name in ("weights_init", "means_init", "precisions_init"):
+            value = getattr(self, name, None)
+            if value is not None and (np.isscalar(value) or not (
+                    hasattr(value, "__len__") or hasattr(value, "shape")
+                    or hasattr(value, "__array__"))):
+                raise ValueError(f"The '{name}' parameter of {cls} must be an "
+                                 f"array-like or None. Got {value!r} instead.")
         if self.covariance_type not in COVARIANCE_TYPES:
             raise ValueError(
                 f"The 'covariance_type' parameter of {cls} must be one of "
@@ -114,42 +121,41 @@ class _MixtureBase(DensityMixin, BaseEstimator):
                 f"(-1 for all cores). Got {nj!r} instead.")
 
     def _check_initial_parameters(self, n_features):
-        """Validate weights_init, means_init and precisions_init."""
+        """Validate weights_init, means_init and precisions_init.
+
+        The checks and their messages are scikit-learn's (``_check_weights``,
+        ``_check_means``, ``_check_precisions``), word for word, so that code
+        and tests written against scikit-learn see the same errors.
+        """
         K = self.n_components
         d = n_features
         weights = means = precisions = None
         if self.weights_init is not None:
-            weights = np.array(self.weights_init, dtype=np.float64, copy=True)
-            if weights.shape != (K,):
+            weights = _init_array(self.weights_init)
+            _check_init_shape(weights, (K,), "weights")
+            if np.any(weights < 0.0) or np.any(weights > 1.0):
+                # scikit-learn prints the minimum as "max value" and the
+                # maximum as "min value"; kept so that the texts are equal
                 raise ValueError(
-                    "The parameter 'weights_init' should have the shape of "
-                    f"({K},), but got {weights.shape}.")
-            if np.any(weights < 0) or np.any(weights > 1) or not np.all(np.isfinite(weights)):
+                    "The parameter 'weights' should be in the range [0, 1], but got "
+                    "max value %.5f, min value %.5f" % (weights.min(), weights.max()))
+            atol = 1e-6 if weights.dtype == np.float32 else 1e-8
+            if not np.allclose(float(np.abs(1.0 - weights.sum())), 0.0, atol=atol):
                 raise ValueError(
-                    "The parameter 'weights_init' should be in the range [0, 1], "
-                    f"but got min value {weights.min():.5f}, max value "
-                    f"{weights.max():.5f}.")
-            if not np.allclose(np.abs(1.0 - weights.sum()), 0.0):
-                raise ValueError(
-                    "The parameter 'weights_init' should be normalized, but got "
-                    f"sum(weights) = {weights.sum():.5f}.")
+                    "The parameter 'weights' should be normalized, but got "
+                    "sum(weights) = %.5f" % weights.sum())
+            weights = weights.astype(np.float64)
         if self.means_init is not None:
-            means = np.array(self.means_init, dtype=np.float64, copy=True)
-            if means.shape != (K, d):
-                raise ValueError(
-                    "The parameter 'means_init' should have the shape of "
-                    f"({K}, {d}), but got {means.shape}.")
-            if not np.all(np.isfinite(means)):
-                raise ValueError("The parameter 'means_init' contains NaN or infinity.")
+            means = _init_array(self.means_init).astype(np.float64)
+            _check_init_shape(means, (K, d), "means")
         if self.precisions_init is not None:
-            precisions = np.array(self.precisions_init, dtype=np.float64, copy=True)
+            precisions = _init_array(self.precisions_init,
+                                     allow_nd=self.covariance_type == "full")
             shapes = {"full": (K, d, d), "tied": (d, d), "diag": (K, d),
                       "spherical": (K,)}
-            want = shapes[self.covariance_type]
-            if precisions.shape != want:
-                raise ValueError(
-                    f"The parameter '{self.covariance_type} precision' should have "
-                    f"the shape of {want}, but got {precisions.shape}.")
+            _check_init_shape(precisions, shapes[self.covariance_type],
+                              f"{self.covariance_type} precision")
+            precisions = precisions.astype(np.float64)
             _check_precisions(precisions, self.covariance_type)
         return weights, means, precisions
 
@@ -410,21 +416,31 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         return -2 * total + 2 * self._n_parameters()
 
 
+def _init_array(value, allow_nd=False):
+    """An initial parameter as a float64/float32 array, finite (scikit-learn's checks)."""
+    from sklearn.utils import check_array
+
+    return check_array(value, dtype=[np.float64, np.float32], ensure_2d=False,
+                       allow_nd=allow_nd, copy=True)
+
+
+def _check_init_shape(param, shape, name):
+    if param.shape != shape:
+        raise ValueError(
+            f"The parameter '{name}' should have the shape of {shape}, but got "
+            f"{param.shape}")
+
+
 def _check_precisions(precisions, covariance_type):
     if covariance_type in ("diag", "spherical"):
-        if np.any(~(precisions > 0)) or not np.all(np.isfinite(precisions)):
+        if np.any(precisions <= 0.0):
             raise ValueError(f"'{covariance_type} precision' should be positive")
         return
     mats = precisions if covariance_type == "full" else precisions[None]
-    for k, p in enumerate(mats):
-        if not np.all(np.isfinite(p)) or not np.allclose(p, p.T):
+    for p in mats:
+        if not (np.allclose(p, p.T) and np.all(np.linalg.eigvalsh(p) > 0.0)):
             raise ValueError(
-                f"'{covariance_type} precision' should be symmetric, "
-                "positive-definite" + (f" (component {k} is not)" if covariance_type == "full" else ""))
-        if np.any(np.linalg.eigvalsh(p) <= 0.0):
-            raise ValueError(
-                f"'{covariance_type} precision' should be symmetric, "
-                "positive-definite" + (f" (component {k} is not)" if covariance_type == "full" else ""))
+                f"'{covariance_type} precision' should be symmetric, positive-definite")
 
 
 def _precision_cholesky_from_precisions(precisions, covariance_type):

@@ -635,16 +635,16 @@ def test_invalid_n_init_message_names_class(old_faithful):
 
 @pytest.mark.parametrize("ct, kw, match", [
     ("full", {"weights_init": [0.5, 0.3, 0.2]},
-     r"'weights_init' should have the shape of \(2,\), but got \(3,\)"),
-    ("full", {"weights_init": [0.7, 0.7]}, "'weights_init' should be normalized"),
-    ("full", {"weights_init": [1.5, -0.5]}, r"'weights_init' should be in the range \[0, 1\]"),
+     r"'weights' should have the shape of \(2,\), but got \(3,\)$"),
+    ("full", {"weights_init": [0.7, 0.7]}, "'weights' should be normalized"),
+    ("full", {"weights_init": [1.5, -0.5]}, r"'weights' should be in the range \[0, 1\]"),
     ("full", {"means_init": np.zeros((3, 2))},
-     r"'means_init' should have the shape of \(2, 2\), but got \(3, 2\)"),
-    ("full", {"means_init": np.zeros((2, 3))}, "'means_init' should have the shape"),
+     r"'means' should have the shape of \(2, 2\), but got \(3, 2\)$"),
+    ("full", {"means_init": np.zeros((2, 3))}, "'means' should have the shape"),
     ("full", {"precisions_init": np.stack([np.eye(2)] * 3)},
      r"'full precision' should have the shape of \(2, 2, 2\), but got \(3, 2, 2\)"),
-    ("tied", {"precisions_init": np.stack([np.eye(2)] * 2)},
-     r"'tied precision' should have the shape of \(2, 2\)"),
+    ("tied", {"precisions_init": np.eye(3)},
+     r"'tied precision' should have the shape of \(2, 2\), but got \(3, 3\)$"),
     ("diag", {"precisions_init": np.ones(2)},
      r"'diag precision' should have the shape of \(2, 2\), but got \(2,\)"),
     ("spherical", {"precisions_init": np.ones((2, 2))},
@@ -661,6 +661,68 @@ def test_invalid_n_init_message_names_class(old_faithful):
 def test_bad_initial_parameters(old_faithful, ct, kw, match):
     with pytest.raises(ValueError, match=match):
         GaussianMixture(2, covariance_type=ct, **kw).fit(old_faithful)
+
+
+_NAN, _INF = np.nan, np.inf
+
+
+@pytest.mark.parametrize("ct, kw", [
+    # shapes
+    ("full", {"weights_init": [[0.5], [0.5]]}),
+    ("full", {"weights_init": [0.5, 0.3, 0.2]}),
+    ("full", {"weights_init": np.zeros((2, 1, 1))}),
+    ("full", {"means_init": np.zeros((3, 2))}),
+    ("full", {"means_init": np.zeros(2)}),
+    ("full", {"means_init": np.zeros((2, 2, 1))}),
+    ("full", {"precisions_init": np.stack([np.eye(2)] * 3)}),
+    ("tied", {"precisions_init": np.eye(3)}),
+    ("tied", {"precisions_init": np.stack([np.eye(2)] * 2)}),
+    ("diag", {"precisions_init": np.ones(2)}),
+    ("spherical", {"precisions_init": np.ones((2, 2))}),
+    # weights: range (both ends) and normalisation (float64 and float32 tolerance)
+    ("full", {"weights_init": [1.5, -0.5]}),
+    ("full", {"weights_init": [0.2, 1.2]}),
+    ("full", {"weights_init": [0.7, 0.7]}),
+    ("full", {"weights_init": np.array([0.5, 0.5 + 3e-8])}),
+    ("full", {"weights_init": np.array([0.5, 0.5 + 3e-6], dtype=np.float32)}),
+    # non-finite values
+    ("full", {"weights_init": [_NAN, 0.5]}),
+    ("full", {"weights_init": [_INF, 0.5]}),
+    ("full", {"means_init": [[_NAN, 0.0], [0.0, 0.0]]}),
+    ("full", {"means_init": [[-_INF, 0.0], [0.0, 0.0]]}),
+    ("spherical", {"precisions_init": [1.0, _NAN]}),
+    ("diag", {"precisions_init": [[1.0, _INF], [1.0, 1.0]]}),
+    ("full", {"precisions_init": np.stack([np.eye(2), [[_NAN, 0.0], [0.0, 1.0]]])}),
+    ("tied", {"precisions_init": [[_INF, 0.0], [0.0, 1.0]]}),
+    # precision values
+    ("full", {"precisions_init": np.stack([np.eye(2), -np.eye(2)])}),
+    ("full", {"precisions_init": np.stack([np.eye(2), [[1.0, 0.5], [0.0, 1.0]]])}),
+    ("tied", {"precisions_init": -np.eye(2)}),
+    ("tied", {"precisions_init": [[1.0, 0.5], [0.0, 1.0]]}),
+    ("diag", {"precisions_init": [[1.0, 1.0], [1.0, 0.0]]}),
+    ("spherical", {"precisions_init": [1.0, -1.0]}),
+    ("spherical", {"precisions_init": [1.0, 0.0]}),
+    # not array-like
+    ("full", {"weights_init": 0.5}),
+])
+def test_initial_parameter_errors_match_sklearn(old_faithful, ct, kw):
+    from sklearn.mixture import GaussianMixture as SkGM
+
+    with pytest.raises(ValueError) as sk_err:
+        SkGM(2, covariance_type=ct, max_iter=1, **kw).fit(old_faithful)
+    with pytest.raises(ValueError) as fe_err:
+        GaussianMixture(2, covariance_type=ct, max_iter=1, **kw).fit(old_faithful)
+    assert str(fe_err.value) == str(sk_err.value)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_float32_weights_init_within_float32_tolerance_accepted(old_faithful):
+    # scikit-learn allows 1e-6 off a unit sum for float32 weights (1e-8 for float64)
+    w = np.array([0.5, 0.5 + 3e-7], dtype=np.float32)
+    gm = GaussianMixture(2, weights_init=w, max_iter=1).fit(old_faithful)
+    assert np.isfinite(gm.lower_bound_)
+    with pytest.raises(ValueError, match="should be normalized"):
+        GaussianMixture(2, weights_init=w.astype(np.float64), max_iter=1).fit(old_faithful)
 
 
 @pytest.mark.parametrize("w, exc, match", [
