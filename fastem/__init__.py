@@ -25,7 +25,7 @@ _LAZY = {
 }
 
 __all__ = ["GaussianMixture", "MiniBatchGaussianMixture", "GaussianParams", "SuffStats",
-           "load", "__version__"]
+           "compile", "load", "__version__"]
 
 
 # public submodules, imported on first access (``fastem.io`` after a plain
@@ -48,6 +48,21 @@ def __getattr__(name):
 
 def __dir__():
     return sorted(set(globals()) | set(__all__) | set(_SUBMODULES))
+
+
+def compile(covariance_types=("full", "tied", "diag", "spherical"),
+            dtypes=("float64", "float32"), n_features=None, progress=True, file=None):
+    """Compile (or load from the on-disk cache) the Numba kernels ahead of time.
+
+    A first fit compiles the kernels it needs (seconds) and caches them; this
+    does it beforehand, e.g. ``RUN fastem compile`` in a Dockerfile or
+    ``client.run(fastem.compile, progress=False)`` on Dask workers.  See
+    :func:`fastem._compile.compile` for the parameters; returns one record
+    (kernel, seconds, cached) per kernel variant.
+    """
+    from ._compile import compile as _compile
+
+    return _compile(covariance_types, dtypes, n_features, progress, file)
 
 
 def load(path):

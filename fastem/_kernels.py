@@ -34,6 +34,7 @@ compilation cache.
 
 import math
 import os
+import threading
 
 import numpy as np
 from numba import njit, prange, types
@@ -67,6 +68,19 @@ _i8 = types.int64
 
 def _arr(dtype, ndim, readonly=False):
     return types.Array(dtype, ndim, "C", readonly=readonly)
+
+
+_VARIANT_LOCK = threading.RLock()
+
+
+def target_cpu():
+    """The CPU name (and whether features were overridden) Numba compiles
+    for: NUMBA_CPU_NAME when set, else the host's."""
+    from numba.core import config
+    from llvmlite import binding as ll
+
+    name = config.CPU_NAME or ll.get_host_cpu_name()
+    return name + (" (NUMBA_CPU_FEATURES set)" if config.CPU_FEATURES else "")
 
 
 class _Kernel:
@@ -103,11 +117,46 @@ class _Kernel:
                None if tag is None else tag.dtype.char)
         fn = self._variants.get(key)
         if fn is None:
-            nbtype = types.float32 if key[0] == "f" else types.float64
-            extra = () if tag is None else (_arr(numba_from_dtype(tag.dtype), 1),)
-            fn = njit(self._build(nbtype, key[1], *extra), **self._options)(self.py_func)
-            self._variants[key] = fn
+            with _VARIANT_LOCK:
+                fn = self._variants.get(key)
+                if fn is None:
+                    if not self.in_cache(dtype, readonly, tag):
+                        from . import _compile
+
+                        _compile.announce(self.__name__, dtype)
+                    fn = njit(self._signature(dtype, readonly, tag),
+                              **self._options)(self.py_func)
+                    self._variants[key] = fn
         return fn
+
+    def _signature(self, dtype, readonly, tag=None):
+        nbtype = types.float32 if np.dtype(dtype) == np.float32 else types.float64
+        extra = () if tag is None else (_arr(numba_from_dtype(tag.dtype), 1),)
+        return self._build(nbtype, bool(readonly), *extra)
+
+    def _function_cache(self):
+        from numba.core.caching import FunctionCache
+
+        return FunctionCache(self.py_func)
+
+    def in_cache(self, dtype, readonly=False, tag=None):
+        """Whether that variant is in the on-disk cache for this CPU (and the
+        current source); compiles nothing."""
+        if not self._options.get("cache"):
+            return False
+        try:
+            from numba.core.registry import cpu_target
+
+            cache = self._function_cache()
+            sig = self._signature(dtype, readonly, tag)
+            key = cache._index_key(sig, cpu_target.target_context.codegen())
+            return key in cache._cache_file._load_index()
+        except Exception:  # noqa: BLE001 - a status query must never fail a fit
+            return False
+
+    def cache_dir(self):
+        """The folder holding this kernel's cache files."""
+        return self._function_cache()._cache_path
 
     def is_compiled(self, dtype, readonly=False, tag=None):
         """Whether that variant is already compiled in this process."""
@@ -1186,6 +1235,12 @@ def d_class(d):
 def class_tag(d):
     """The tag array (empty; its dtype names the class) for d features."""
     return _TAGS[d_class(d)]
+
+
+def class_name(tag):
+    """'1-2 features', '3-5 features' or '6+ features' for a tag array."""
+    return ("d<=2", f"2<d<{SCALED_MIN_D}", f"d>={SCALED_MIN_D}")[
+        _TAG_DTYPES.index(tag.dtype.type)]
 
 
 def _tag_class(tag):

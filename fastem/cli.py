@@ -76,6 +76,16 @@ EPILOG_SELECT = """examples:
 number.
 """
 
+EPILOG_COMPILE = """examples:
+  fastem compile                          every kernel, both dtypes (a few minutes)
+  fastem compile --types full --dtypes float64 --features 2
+  fastem compile --status                 where the cache is, what it holds
+
+The cache is NUMBA_CACHE_DIR when set, else next to fastem's sources when
+writable, else the user's cache folder (~/.cache/numba). Dockerfile:
+RUN fastem compile. Dask: client.run(fastem.compile, progress=False).
+"""
+
 EPILOG_BENCH = """examples:
   fastem bench --help
 """
@@ -141,6 +151,15 @@ def _k_values(text):
         return range(a, b + 1)
     values = [one(p) for p in text.split(",")]
     return list(dict.fromkeys(values))
+
+
+def _dtypes(text):
+    parts = [t.strip() for t in text.split(",") if t.strip()]
+    bad = [t for t in parts if t not in ("float64", "float32")]
+    if bad or not parts:
+        raise argparse.ArgumentTypeError(
+            f"expected float64 and/or float32, comma-separated, got {text!r}")
+    return parts
 
 
 def _covariance_types(text):
@@ -262,6 +281,21 @@ def build_parser():
     p.add_argument("--plot", metavar="OUT.png", default=None,
                    help="draw the criterion against K into a PNG file")
     p.set_defaults(func=cmd_select)
+
+    p = _sub(sub, "compile", "compile the Numba kernels ahead of time (warm the cache)",
+             "Compile (or load from the on-disk cache) the kernels that fits use, with "
+             "the time each takes, so that a first fit starts at once. With --status, "
+             "say where the cache is and what it holds, compiling nothing.",
+             EPILOG_COMPILE)
+    p.add_argument("--types", type=_covariance_types, default=list(COVARIANCE_TYPES),
+                   help="comma-separated covariance types (default: all four)")
+    p.add_argument("--dtypes", type=_dtypes, default=["float64", "float32"],
+                   help="comma-separated dtypes: float64, float32 (default: both)")
+    p.add_argument("--features", type=_positive_int, default=None, metavar="D",
+                   help="only the kernels for D features (default: all feature classes)")
+    p.add_argument("--status", action="store_true",
+                   help="print the cache folder and which kernels it holds; compile nothing")
+    p.set_defaults(func=cmd_compile)
 
     p = _sub(sub, "bench", "run the benchmarks (options: 'fastem bench --help')",
              "Run fastem's benchmarks; all arguments go to fastem.bench.", EPILOG_BENCH,
@@ -552,6 +586,24 @@ def cmd_fit(args):
     return 0
 
 
+def cmd_compile(args):
+    from . import _compile
+
+    if args.status:
+        st = _compile.status(args.types, args.dtypes, args.features)
+        enabled = "" if st["cache_enabled"] else " (disabled: FASTEM_NUMBA_CACHE=0)"
+        print(f"cache: {st['cache_dir']}{enabled}")
+        print(f"CPU: {st['cpu']}")
+        n = sum(c for _, c in st["kernels"])
+        print(f"compiled: {n} of {len(st['kernels'])} kernels")
+        for label, cached in st["kernels"]:
+            print(f"  {'yes' if cached else 'no ':3s}  {label}")
+        return 0
+    _compile.compile(args.types, args.dtypes, args.features, progress=True,
+                     file=sys.stdout)
+    return 0
+
+
 def cmd_predict(args):
     _check_outputs(args.out)
     model = _load_model(args.model)
@@ -782,7 +834,11 @@ def main(argv=None):
         return _guarded(_run_bench, argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    return _guarded(args.func, args)
+    from ._compile import announcing
+
+    # a command that must compile kernels says so on stderr first
+    with announcing(True):
+        return _guarded(args.func, args)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -161,6 +161,17 @@ class _MixtureBase(DensityMixin, BaseEstimator):
 
     # -- helpers -------------------------------------------------------------
 
+    def _announce_compiles(self):
+        """With ``verbose`` set, a fit that must compile kernels says so first
+        (one line on stderr)."""
+        import contextlib
+
+        from ._compile import announcing
+
+        if getattr(self, "verbose", 0) > 0:
+            return announcing(True)
+        return contextlib.nullcontext()
+
     def _params(self):
         return GaussianParams(self.covariance_type, self.weights_, self.means_,
                               self.covariances_, self.precisions_cholesky_)
@@ -589,7 +600,8 @@ class GaussianMixture(_MixtureBase):
         -------
         self
         """
-        self._fit(X, sample_weight)
+        with self._announce_compiles():
+            self._fit(X, sample_weight)
         return self
 
     def fit_predict(self, X, y=None, sample_weight=None):
@@ -601,7 +613,8 @@ class GaussianMixture(_MixtureBase):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        data = self._fit(X, sample_weight)
+        with self._announce_compiles():
+            data = self._fit(X, sample_weight)
         return self._collect(data, lambda wlp: wlp.argmax(axis=1), dtype=np.int64)
 
     # -- the EM driver -------------------------------------------------------

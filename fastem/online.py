@@ -251,7 +251,7 @@ class MiniBatchGaussianMixture(_MixtureBase):
             if not isinstance(data, ArrayData):
                 raise TypeError("partial_fit takes an in-memory mini-batch (array-like); "
                                 "use fit() for files and chunk sources.")
-            with _estep.thread_limits(self.n_jobs):
+            with _estep.thread_limits(self.n_jobs), self._announce_compiles():
                 if first:
                     rng = check_random_state(self.random_state)
                     if data.n_samples < self.n_components:
@@ -295,7 +295,7 @@ class MiniBatchGaussianMixture(_MixtureBase):
         rng = check_random_state(self.random_state)
         bounds = []
         converged = False
-        with _estep.thread_limits(self.n_jobs):
+        with _estep.thread_limits(self.n_jobs), self._announce_compiles():
             size = _init.subsample_size(data.n_samples or _init.KMEANS_SAMPLE_MIN,
                                         self.n_components)
             S, Sw = data.sample(size, rng)

@@ -1,0 +1,228 @@
+"""Compiling the Numba kernels ahead of time, and saying so when a fit must.
+
+fastem's kernels are compiled by Numba the first time data of their kind
+(covariance family, dtype, feature class) arrive, and cached on disk, so
+that later processes load them in milliseconds.  This module:
+
+- :func:`compile` (``fastem.compile``, the ``fastem compile`` command) warms
+  that cache ahead of time, kernel by kernel, with the time each took: in a
+  Dockerfile (``RUN fastem compile``), on Dask workers
+  (``client.run(fastem.compile)``), or after an install;
+- :func:`status` tells where the cache is and which kernels are in it,
+  without compiling anything;
+- :func:`announcing` lets a fit (``verbose`` set, or the command line)
+  print one line on stderr before it compiles, so that a first fit does not
+  sit silent for seconds.
+
+Where the cache lives is Numba's rule: ``NUMBA_CACHE_DIR`` when set; else a
+``__pycache__`` folder next to ``fastem/_kernels.py`` when that folder is
+writable; else the user's cache directory (``~/.cache/numba`` on Linux), so
+that system-wide and read-only installs work too.  Entries are keyed by the
+CPU (name and features) and the kernel's source: a new CPU or a new fastem
+version compiles afresh.
+
+Nothing here imports Numba until a function is called.
+"""
+
+import contextlib
+import sys
+import threading
+import time
+
+import numpy as np
+
+__all__ = ["compile", "status", "announcing", "COVARIANCE_TYPES", "DTYPES"]
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+DTYPES = ("float64", "float32")
+
+# kernel families by covariance type: (E-step + statistics, E-step only)
+_FAMILY = {"full": ("pass_full", "logprob_full"), "tied": ("pass_tied", "logprob_tied"),
+           "diag": ("pass_diag", "logprob_diag"), "spherical": ("pass_diag", "logprob_diag")}
+_CHECKS = ("first_nonfinite",)
+
+_state = threading.local()
+_announced = set()
+_announce_lock = threading.Lock()
+
+
+def _check_choice(values, allowed, what):
+    if isinstance(values, str):
+        values = (values,)
+    values = tuple(values)
+    bad = [v for v in values if v not in allowed]
+    if bad or not values:
+        raise ValueError(f"{what} must be among {', '.join(allowed)}; got {values!r}")
+    return values
+
+
+def _plan(covariance_types, dtypes, n_features):
+    """The (kernel name, dtype, readonly, tag) variants a set of fits uses,
+    in compile order, without duplicates."""
+    from . import _kernels as K
+
+    cts = _check_choice(covariance_types, COVARIANCE_TYPES, "covariance_types")
+    dts = _check_choice(dtypes, DTYPES, "dtypes")
+    if n_features is not None:
+        if isinstance(n_features, bool) or int(n_features) != n_features or n_features < 1:
+            raise ValueError(f"n_features must be a positive integer, got {n_features!r}")
+    names = []
+    for ct in cts:
+        for name in _FAMILY[ct]:
+            if name not in names:
+                names.append(name)
+    names += list(_CHECKS)
+    plan = []
+    for dt in dts:
+        for name in names:
+            kern = getattr(K, name)
+            for dtype, ro, tag in kern.variants((np.dtype(dt),)):
+                if tag is not None and n_features is not None and \
+                        tag.dtype != K.class_tag(int(n_features)).dtype:
+                    continue
+                plan.append((name, dtype, ro, tag))
+    return plan
+
+
+def _label(name, dtype, ro, tag):
+    from . import _kernels as K
+
+    parts = [name, dtype.name]
+    if tag is not None:
+        parts.append(K.class_name(tag))
+    if ro:
+        parts.append("read-only")
+    return "/".join(parts)
+
+
+def compile(covariance_types=COVARIANCE_TYPES, dtypes=DTYPES, n_features=None,
+            progress=True, file=None):
+    """Compile (or load from the on-disk cache) the kernels fits will use.
+
+    Parameters
+    ----------
+    covariance_types : str or sequence of str, default: all four
+    dtypes : str or sequence of {'float64', 'float32'}, default: both
+    n_features : int, optional
+        Only the kernels for this number of features (full covariances have
+        separate code for 1-2, 3-5 and 6 or more features); default: all.
+    progress : bool, default=True
+        A line per kernel on ``file`` (a tqdm bar too when tqdm is
+        installed).
+    file : text stream, default: sys.stderr
+
+    Returns
+    -------
+    list of dict
+        One record per kernel variant: ``kernel``, ``seconds`` and
+        ``cached`` (True when it was already in the cache, so only loaded).
+
+    Examples
+    --------
+    In a Dockerfile, after ``pip install fastem``: ``RUN fastem compile``.
+    On every Dask worker: ``client.run(fastem.compile, progress=False)``.
+    """
+    plan = _plan(covariance_types, dtypes, n_features)
+    out = sys.stderr if file is None else file
+    from . import _kernels as K
+
+    bar = None
+    if progress and getattr(out, "isatty", lambda: False)():
+        try:
+            from tqdm import tqdm
+
+            bar = tqdm(total=len(plan), desc="fastem compile", unit="kernel", file=out,
+                       leave=False)
+        except ImportError:
+            bar = None
+    records = []
+    # compile() reports each kernel itself: no "compiling..." announcements
+    try:
+        with announcing(False):
+            for name, dtype, ro, tag in plan:
+                kern = getattr(K, name)
+                cached = kern.in_cache(dtype, ro, tag)
+                t0 = time.perf_counter()
+                kern.variant(dtype, ro, tag)
+                dt = time.perf_counter() - t0
+                rec = {"kernel": _label(name, dtype, ro, tag), "seconds": dt,
+                       "cached": cached}
+                records.append(rec)
+                if progress:
+                    how = "loaded from cache" if cached else "compiled"
+                    msg = f"  {rec['kernel']:<40s} {how} in {dt:6.2f} s"
+                    if bar is not None:
+                        bar.update(1)
+                        bar.write(msg, file=out)
+                    else:
+                        print(msg, file=out, flush=True)
+    finally:
+        if bar is not None:
+            bar.close()
+    if progress:
+        total = sum(r["seconds"] for r in records)
+        n_new = sum(not r["cached"] for r in records)
+        print(f"fastem compile: {len(records)} kernels ({n_new} compiled, "
+              f"{len(records) - n_new} already cached) in {total:.1f} s; cache: "
+              f"{cache_dir()}", file=out, flush=True)
+    return records
+
+
+def cache_dir():
+    """The folder where the kernels' compiled code is cached (Numba's rule:
+    NUMBA_CACHE_DIR, else next to the sources when writable, else the user's
+    cache directory)."""
+    from . import _kernels as K
+
+    return K.pass_full.cache_dir()
+
+
+def status(covariance_types=COVARIANCE_TYPES, dtypes=DTYPES, n_features=None):
+    """Where the cache is and which kernel variants it holds for this CPU.
+
+    Compiles nothing.  Returns a dict with ``cache_dir``, ``cpu`` (the name
+    Numba compiles for) and ``kernels``: a list of ``(label, cached)``.
+    """
+    from . import _kernels as K
+
+    plan = _plan(covariance_types, dtypes, n_features)
+    return {
+        "cache_dir": cache_dir(),
+        "cache_enabled": K.CACHE,
+        "cpu": K.target_cpu(),
+        "kernels": [(_label(*v), getattr(K, v[0]).in_cache(*v[1:])) for v in plan],
+    }
+
+
+@contextlib.contextmanager
+def announcing(enabled=True):
+    """Within this block (on this thread), a kernel that must be compiled
+    (not in the cache) first prints one line on stderr when ``enabled``, and
+    nothing when not.  Used by fits with ``verbose`` set and by the command
+    line; ``compile`` turns it off, as it reports every kernel itself."""
+    prev = getattr(_state, "on", False)
+    _state.on = bool(enabled)
+    try:
+        yield
+    finally:
+        _state.on = prev
+
+
+def announce(kernel_name, dtype):
+    """Called by the kernel machinery just before it compiles a variant that
+    is not in the cache: one line on stderr per family and dtype per process,
+    when announcing."""
+    if not getattr(_state, "on", False):
+        return
+    family = {"pass_full": "full", "logprob_full": "full", "pass_tied": "tied",
+              "logprob_tied": "tied", "pass_diag": "diag/spherical",
+              "logprob_diag": "diag/spherical",
+              "first_nonfinite": "input checks"}.get(kernel_name, kernel_name)
+    key = (family, np.dtype(dtype).name)
+    with _announce_lock:
+        if key in _announced:
+            return
+        _announced.add(key)
+    print(f"fastem: compiling kernels for {family}/{key[1]}, once per install and CPU "
+          "(a few seconds; 'fastem compile' does it ahead of time)...",
+          file=sys.stderr, flush=True)

@@ -1,0 +1,146 @@
+"""Ahead-of-time compilation (fastem.compile, `fastem compile`), the cache
+location rule, and the one-line notice of a fit that compiles.
+
+Each test runs fastem in a fresh subprocess with a cache folder of its own,
+so that "compiled" and "loaded from the cache" are what a new user sees.
+"""
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+import fastem
+
+ROOT = Path(fastem.__file__).resolve().parent.parent
+
+
+def _run(code, env_extra=None, cwd=None, pythonpath=None):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NUMBA_CACHE_DIR")}
+    env.update(env_extra or {})
+    env["PYTHONPATH"] = str(pythonpath or ROOT)
+    proc = subprocess.run([sys.executable, "-c", textwrap.dedent(code)], env=env,
+                          capture_output=True, text=True, cwd=cwd, timeout=600)
+    assert proc.returncode == 0, proc.stderr
+    return proc
+
+
+FIT_DIAG = """
+import json, sys
+import numpy as np
+import fastem
+X = np.random.default_rng(0).normal(size=(500, 3))
+fastem.GaussianMixture(2, covariance_type="diag", random_state=0, verbose=VERBOSE).fit(X)
+from fastem import _compile
+st = _compile.status("diag", "float64", 3)
+print(json.dumps({"dir": st["cache_dir"], "kernels": st["kernels"]}))
+"""
+
+
+def test_compile_then_status_then_fit_loads(tmp_path):
+    cache = tmp_path / "cache"
+    env = {"NUMBA_CACHE_DIR": str(cache)}
+    out = _run("""
+        import json, fastem
+        recs = fastem.compile(covariance_types=["diag"], dtypes=["float64"], n_features=3,
+                              progress=False)
+        print(json.dumps(recs))
+    """, env)
+    recs = json.loads(out.stdout)
+    assert [r["kernel"] for r in recs] == [
+        "pass_diag/float64", "logprob_diag/float64", "first_nonfinite/float64",
+        "first_nonfinite/float64/read-only"]
+    assert not any(r["cached"] for r in recs)
+    assert all(r["seconds"] > 0 for r in recs)
+    # a second process finds every kernel in the cache
+    out = _run("""
+        import json, fastem
+        print(json.dumps(fastem.compile("diag", "float64", 3, progress=False)))
+    """, env)
+    assert all(r["cached"] for r in json.loads(out.stdout))
+    # and a fit with verbose set has nothing to announce
+    out = _run(FIT_DIAG.replace("VERBOSE", "1"), env)
+    assert "compiling kernels" not in out.stderr
+    info = json.loads(out.stdout.splitlines()[-1])
+    assert Path(info["dir"]).resolve().is_relative_to(cache.resolve())
+    assert dict(info["kernels"])["pass_diag/float64"] is True
+
+
+def test_first_fit_says_it_compiles_once(tmp_path):
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    out = _run(FIT_DIAG.replace("VERBOSE", "1"), env)
+    lines = [ln for ln in out.stderr.splitlines() if "compiling kernels" in ln]
+    assert lines == [
+        "fastem: compiling kernels for diag/spherical/float64, once per install and CPU "
+        "(a few seconds; 'fastem compile' does it ahead of time)..."]
+    # without verbose, a library call prints nothing
+    env2 = {"NUMBA_CACHE_DIR": str(tmp_path / "cache2")}
+    out = _run(FIT_DIAG.replace("VERBOSE", "0"), env2)
+    assert "compiling" not in out.stderr
+
+
+def test_read_only_install_caches_in_user_cache_dir(tmp_path):
+    """A package folder fastem cannot write to: the kernels are cached in the
+    user's cache folder (Numba's rule), and a second process loads them."""
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "fastem", site / "fastem",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    home = tmp_path / "home"
+    home.mkdir()
+    # no writable __pycache__ next to the sources: for a non-root user the
+    # package is made read-only; root can write anywhere, so there a plain
+    # file takes the place of the __pycache__ folder, which defeats it the
+    # same way
+    (site / "fastem" / "__pycache__").write_text("not a folder")
+    if os.geteuid() != 0:
+        for p in sorted(site.rglob("*"), reverse=True):
+            p.chmod(0o555 if p.is_dir() else 0o444)
+        (site / "fastem").chmod(0o555)
+    env = {"HOME": str(home), "XDG_CACHE_HOME": str(home / ".cache")}
+    try:
+        out = _run(FIT_DIAG.replace("VERBOSE", "0"), env, cwd=tmp_path, pythonpath=site)
+        info = json.loads(out.stdout.splitlines()[-1])
+        assert Path(info["dir"]).resolve().is_relative_to(home.resolve())
+        assert dict(info["kernels"])["pass_diag/float64"] is True
+        assert any((home / ".cache").rglob("*.nbi"))
+        out = _run("""
+            import fastem
+            from fastem import _compile
+            print(dict(_compile.status("diag", "float64", 3)["kernels"])["pass_diag/float64"])
+        """, env, cwd=tmp_path, pythonpath=site)
+        assert out.stdout.strip() == "True"
+    finally:
+        for p in site.rglob("*"):
+            p.chmod(0o755 if p.is_dir() else 0o644)
+
+
+def test_compile_arguments_are_checked():
+    with pytest.raises(ValueError, match="covariance_types must be among"):
+        fastem.compile(covariance_types=["fll"], progress=False)
+    with pytest.raises(ValueError, match="dtypes must be among"):
+        fastem.compile(dtypes=["float16"], progress=False)
+    with pytest.raises(ValueError, match="n_features must be a positive integer"):
+        fastem.compile(n_features=0, progress=False)
+
+
+def test_cli_compile_status_and_errors(tmp_path):
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    out = _run("""
+        from fastem.cli import main
+        raise SystemExit(main(["compile", "--status", "--types", "tied",
+                               "--dtypes", "float32"]))
+    """, env)
+    lines = out.stdout.splitlines()
+    assert lines[0].startswith(f"cache: {tmp_path / 'cache'}")
+    assert lines[2] == "compiled: 0 of 4 kernels"
+    assert "no   pass_tied/float32" in out.stdout
+    proc = subprocess.run([sys.executable, "-m", "fastem.cli", "compile", "--dtypes",
+                           "float16"], capture_output=True, text=True,
+                          env={**os.environ, "PYTHONPATH": str(ROOT)})
+    assert proc.returncode == 2
+    assert len(proc.stderr.strip().splitlines()) == 1
