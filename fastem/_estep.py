@@ -7,6 +7,7 @@ inside a kernel.  The kernel module is imported on first use so that
 """
 
 import contextlib
+import threading
 
 import numpy as np
 
@@ -257,8 +258,10 @@ class RespAccumulator:
         size = task_rows(d)
         return _row_slices(n, size)
 
-    def add(self, X, resp):
-        """Add rows X (n, d) with (weighted) responsibilities resp (n, K)."""
+    def add(self, X, resp, weight_sum=None):
+        """Add rows X (n, d) with (weighted) responsibilities resp (n, K);
+        ``weight_sum``: the sum of the rows' weights when known (else that of
+        resp, equal up to rounding)."""
         n, d = X.shape
         if n == 0:
             return
@@ -270,7 +273,7 @@ class RespAccumulator:
                 self._add_component(k, x, r[:, k])
             if self.covariance_type == "tied":
                 self._add_scatter(x, r.sum(axis=1))
-        self.weight_sum += float(resp.sum())
+        self.weight_sum += float(resp.sum()) if weight_sum is None else float(weight_sum)
         self.n_rows += n
 
     def add_hard(self, X, labels, sample_weight=None):
@@ -368,20 +371,47 @@ def thread_limits(n_jobs):
     ``n_jobs=None`` keeps Numba's current setting; negative values count from
     the number of available threads (-1: all).  The previous settings are
     restored on exit.
+
+    Numba's thread count is per calling thread, so concurrent fits and
+    predictions in several threads each get their own.  The BLAS limit is
+    process-wide: it is taken by the first caller and given back by the last
+    one (a count under a lock), so that overlapping calls from several
+    threads can never leave BLAS limited after they all return.
     """
     import numba
 
     previous = numba.get_num_threads()
     n = resolve_n_jobs(n_jobs)
+    _blas_enter()
     try:
         numba.set_num_threads(n if n is not None else previous)
-        with _blas_controller().limit(limits=1, user_api="blas"):
-            yield
+        yield
     finally:
         numba.set_num_threads(previous)
+        _blas_exit()
+
+
+_BLAS_LOCK = threading.Lock()
+_BLAS_STATE = {"users": 0, "limiter": None}
+
+
+def _blas_enter():
+    with _BLAS_LOCK:
+        if _BLAS_STATE["users"] == 0:
+            _BLAS_STATE["limiter"] = _blas_controller().limit(limits=1, user_api="blas")
+        _BLAS_STATE["users"] += 1
+
+
+def _blas_exit():
+    with _BLAS_LOCK:
+        _BLAS_STATE["users"] -= 1
+        if _BLAS_STATE["users"] == 0:
+            limiter, _BLAS_STATE["limiter"] = _BLAS_STATE["limiter"], None
+            limiter.restore_original_limits()
 
 
 _CONTROLLER = []
+_CONTROLLER_LOCK = threading.Lock()
 
 
 @contextlib.contextmanager
@@ -405,10 +435,11 @@ def _serial_if(condition):
 def _blas_controller():
     """One threadpoolctl controller per process: scanning the loaded
     libraries costs milliseconds, too much for every mini-batch."""
-    if not _CONTROLLER:
-        from threadpoolctl import ThreadpoolController
+    with _CONTROLLER_LOCK:
+        if not _CONTROLLER:
+            from threadpoolctl import ThreadpoolController
 
-        _CONTROLLER.append(ThreadpoolController())
+            _CONTROLLER.append(ThreadpoolController())
     return _CONTROLLER[0]
 
 

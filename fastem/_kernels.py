@@ -100,8 +100,10 @@ class _Kernel:
     variant and never copy.
     """
 
-    def __init__(self, py_func, build, options, readonly="copy", tagged=False):
+    def __init__(self, py_func, build, options, readonly="copy", tagged=False,
+                 shapes=None):
         self.py_func = py_func
+        self._shapes = shapes
         self._build = build
         self._options = options
         self._readonly = readonly
@@ -166,6 +168,7 @@ class _Kernel:
         return fn is not None and bool(fn.overloads)
 
     def __call__(self, X, *args):
+        check_arguments(self.__name__, self._shapes, (X,) + args)
         if not X.flags.writeable and self._readonly == "copy":
             X = np.array(X, order="C", copy=True)
         tag = args[-1] if self._tagged else None
@@ -1069,7 +1072,9 @@ def _sig_pass_diag(dt, ro):
     return _sig_pass(dt, ro, 2)
 
 
-@kernel(_sig_pass_full, tagged=True, parallel=True, cache=CACHE, fastmath=FASTMATH)
+@kernel(_sig_pass_full, tagged=True, parallel=True, cache=CACHE, fastmath=FASTMATH,
+        shapes=("n d", "n|0", "K d", "K d d", "K", "d", "K d", "block", "task", "K", "K d",
+                "K d d", "2", "tag"))
 def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
               out_s2, out_ll, tag):
     """One EM pass for the full covariance type.
@@ -1132,7 +1137,9 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
     _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
 
 
-@kernel(_sig_pass_tied, parallel=True, cache=CACHE, fastmath=FASTMATH)
+@kernel(_sig_pass_tied, parallel=True, cache=CACHE, fastmath=FASTMATH,
+        shapes=("n d", "n|0", "K d", "1 d d", "K", "d", "K d", "block", "task", "K", "K d",
+                "1 d d", "2"))
 def pass_tied(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
               out_s2, out_ll):
     """One EM pass for the tied covariance type: as :func:`pass_full` with P
@@ -1177,7 +1184,9 @@ def pass_tied(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
     _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
 
 
-@kernel(_sig_pass_diag, parallel=True, cache=CACHE, fastmath=FASTMATH)
+@kernel(_sig_pass_diag, parallel=True, cache=CACHE, fastmath=FASTMATH,
+        shapes=("n d", "n|0", "K d", "K d", "K", "d", "K d", "block", "task", "K", "K d",
+                "K d", "2"))
 def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
               out_s2, out_ll):
     """One EM pass for the diagonal and spherical covariance types.
@@ -1281,7 +1290,8 @@ def _store_logprob(lp, nb, start, out):
             out[start + r, k] = lp[k, r]
 
 
-@kernel(_sig_logprob_full, tagged=True, parallel=True, cache=CACHE, fastmath=FASTMATH)
+@kernel(_sig_logprob_full, tagged=True, parallel=True, cache=CACHE, fastmath=FASTMATH,
+        shapes=("n d", "K d", "K d d", "K", "d", "K d", "block", "n K", "tag"))
 def logprob_full(X, means, P, log_norm, ref2, proj, block, out, tag):
     """out[n, k] = log w_k + log N(x_n | mu_k, Sigma_k) for the full type
     (ref2 and proj as in pass_full; the log densities in float64)."""
@@ -1303,7 +1313,8 @@ def logprob_full(X, means, P, log_norm, ref2, proj, block, out, tag):
         _store_logprob(lp, nb, start, out)
 
 
-@kernel(_sig_logprob_tied, parallel=True, cache=CACHE, fastmath=FASTMATH)
+@kernel(_sig_logprob_tied, parallel=True, cache=CACHE, fastmath=FASTMATH,
+        shapes=("n d", "K d", "1 d d", "K", "d", "K d", "block", "n K"))
 def logprob_tied(X, means, P, log_norm, ref2, proj, block, out):
     """out[n, k] = log w_k + log N(x_n | mu_k, Sigma) for the tied type."""
     n, d = X.shape
@@ -1322,7 +1333,8 @@ def logprob_tied(X, means, P, log_norm, ref2, proj, block, out):
         _store_logprob(lp, nb, start, out)
 
 
-@kernel(_sig_logprob_diag, parallel=True, cache=CACHE, fastmath=FASTMATH)
+@kernel(_sig_logprob_diag, parallel=True, cache=CACHE, fastmath=FASTMATH,
+        shapes=("n d", "K d", "K d", "K", "d", "K d", "block", "n K"))
 def logprob_diag(X, means, prec, log_norm, ref2, proj, block, out):
     """out[n, k] = log w_k + log N(x_n | mu_k, diag) (diag/spherical; ref2 and
     proj as in pass_diag)."""
@@ -1350,7 +1362,8 @@ def _sig_nonfinite(dt, ro):
     return _i8(_arr(dt, 2, ro), _i8)
 
 
-@kernel(_sig_nonfinite, readonly="native", parallel=True, cache=CACHE)
+@kernel(_sig_nonfinite, readonly="native", parallel=True, cache=CACHE,
+        shapes=("n d", "block"))
 def first_nonfinite(X, block):
     """Index of the first row holding a NaN or an infinity, or -1."""
     n, d = X.shape

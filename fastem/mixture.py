@@ -5,6 +5,7 @@ loop runs in the Numba kernels through :mod:`fastem._estep`, which return
 :class:`~fastem._suffstats.SuffStats`.
 """
 
+import copy
 import numbers
 import time
 import warnings
@@ -45,13 +46,21 @@ def is_stream(X):
 
     if isinstance(X, (str, os.PathLike, io.ChunkSource)):
         return True
-    if isinstance(X, (np.ndarray, list, tuple)) or hasattr(X, "iloc"):
+    if isinstance(X, (list, tuple)):
+        # a list of 2-D blocks is streamed block by block; a list of rows
+        # (or of numbers) is an array-like, validated in memory
+        return len(X) > 0 and np.ndim(X[0]) == 2
+    if isinstance(X, np.ndarray) or hasattr(X, "iloc"):
         return False
     import scipy.sparse
 
     if scipy.sparse.issparse(X):
         return False  # validation says dense data is required
     if hasattr(X, "__next__"):
+        return True
+    if hasattr(X, "__iter__") and not hasattr(X, "shape") and not hasattr(X, "__array__") \
+            and not hasattr(X, "__array_interface__"):
+        # a re-iterable of blocks (each iteration yields the rows again)
         return True
     shape = getattr(X, "shape", None)
     return (shape is not None and len(shape) == 2 and hasattr(X, "__getitem__")
@@ -73,6 +82,34 @@ def _check_real(name, value, low):
         raise ValueError(
             f"The '{name}' parameter of {{cls}} must be a finite float >= {low}. "
             f"Got {value!r} instead.")
+
+
+class _Transaction:
+    """Snapshot of an estimator's attributes, restored if the block raises.
+
+    Arrays (and containers of them) are copied, so that even an in-place
+    change would be undone; the attribute set itself is restored too
+    (attributes added by the failed call are removed)."""
+
+    def __init__(self, est):
+        self.est = est
+
+    def __enter__(self):
+        self.saved = {k: copy.deepcopy(v) if _mutable_state(v) else v
+                      for k, v in vars(self.est).items()}
+        return self
+
+    def __exit__(self, exc_type, exc, tb):
+        if exc_type is not None:
+            d = vars(self.est)
+            d.clear()
+            d.update(self.saved)
+        return False
+
+
+def _mutable_state(v):
+    return isinstance(v, (np.ndarray, list, dict, np.random.RandomState,
+                          np.random.Generator)) or hasattr(v, "__slots__")
 
 
 class _MixtureBase(DensityMixin, BaseEstimator):
@@ -160,6 +197,18 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         return weights, means, precisions
 
     # -- helpers -------------------------------------------------------------
+
+    def _transaction(self):
+        """A context in which a failure leaves the estimator exactly as it was.
+
+        Fits build their results aside and publish them at the end, but
+        validation sets ``n_features_in_`` early and a fit may fail after
+        that (bad values, a file changed under it, a singular covariance,
+        Ctrl-C): on any exception every attribute, public and private, is
+        put back as it was, so a failed re-fit can never leave a model whose
+        parts disagree.
+        """
+        return _Transaction(self)
 
     def _announce_compiles(self):
         """With ``verbose`` set, a fit that must compile kernels says so first
@@ -600,7 +649,7 @@ class GaussianMixture(_MixtureBase):
         -------
         self
         """
-        with self._announce_compiles():
+        with self._transaction(), self._announce_compiles():
             self._fit(X, sample_weight)
         return self
 
@@ -613,7 +662,7 @@ class GaussianMixture(_MixtureBase):
         -------
         labels : ndarray of shape (n_samples,)
         """
-        with self._announce_compiles():
+        with self._transaction(), self._announce_compiles():
             data = self._fit(X, sample_weight)
         return self._collect(data, lambda wlp: wlp.argmax(axis=1), dtype=np.int64)
 

@@ -242,6 +242,10 @@ class MiniBatchGaussianMixture(_MixtureBase):
         -------
         self
         """
+        with self._transaction():
+            return self._partial_fit(X, sample_weight)
+
+    def _partial_fit(self, X, sample_weight):
         self._check_online_parameters()
         first = not hasattr(self, "_iterate")
         saved = (getattr(self, "n_features_in_", None),
@@ -290,6 +294,10 @@ class MiniBatchGaussianMixture(_MixtureBase):
         -------
         self
         """
+        with self._transaction():
+            return self._fit(X, sample_weight)
+
+    def _fit(self, X, sample_weight):
         self._check_online_parameters()
         data = self._as_data(X, sample_weight, reset=True)
         rng = check_random_state(self.random_state)

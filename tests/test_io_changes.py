@@ -351,12 +351,6 @@ def test_chunk_source_of_blocks_fit_equals_in_memory(blob_blocks, wrap):
     _same_fit(_fit(X, **init), _fit(io.chunks(wrap(blocks), chunk_size=4096), **init))
 
 
-@pytest.mark.xfail(
-    reason="GaussianMixture._as_data routes by mixture.is_stream, which treats a "
-    "list as an in-memory array and a re-iterable object as array-like; "
-    "io.chunks streams both (see test above)",
-    strict=False,
-)
 @pytest.mark.parametrize("wrap", [list, _Blocks])
 def test_fit_on_blocks_equals_in_memory(blob_blocks, wrap):
     X, blocks = blob_blocks
