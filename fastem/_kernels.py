@@ -189,18 +189,92 @@ class _Kernel:
             self.variant(dt, ro, tag)
 
 
-def kernel(build, readonly="copy", tagged=False, **options):
+class KernelArgumentError(ValueError):
+    """Arguments that do not fit a kernel's shapes: the kernel is not run."""
+
+
+def check_arguments(name, shapes, args):
+    """Check the arguments of kernel ``name`` against its shape spec.
+
+    Each spec entry is one of:
+
+    - a string of space-separated dimensions for an array: a symbol (``n``,
+      ``d``, ``K``) is bound by its first use and must agree afterwards, a
+      digit is that size, ``n|0`` is n or 0 (optional sample weights);
+      the array must be a C-contiguous float32/float64/int64 ndarray of that
+      many dimensions;
+    - ``"block"``: a positive int; ``"task"``: a positive multiple of block;
+    - ``"tag"``: one of the feature-class tag arrays, matching d.
+
+    Float arrays other than the data and the float64 accumulators must have
+    the data's dtype where the kernel's signature says so; Numba's explicit
+    signatures refuse a wrong dtype, ndim or layout themselves.
+    """
+    if shapes is None:
+        return
+    if len(args) != len(shapes):
+        raise KernelArgumentError(f"{name}: expected {len(shapes)} arguments, got "
+                                  f"{len(args)}")
+    env = {}
+    for pos, (spec, a) in enumerate(zip(shapes, args)):
+        where = f"{name}: argument {pos}"
+        if spec in ("block", "task"):
+            if isinstance(a, bool) or not isinstance(a, (int, np.integer)) or a < 1:
+                raise KernelArgumentError(f"{where} must be a positive int, got {a!r}")
+            if spec == "task" and a % env["block"]:
+                raise KernelArgumentError(
+                    f"{where}: rows per task {a} is not a multiple of the block {env['block']}")
+            env[spec] = int(a)
+            continue
+        if not isinstance(a, np.ndarray):
+            raise KernelArgumentError(f"{where} must be an ndarray, got {type(a).__name__}")
+        if spec == "tag":
+            if a.shape != (0,) or a.dtype != class_tag(env["d"]).dtype:
+                raise KernelArgumentError(f"{where}: feature-class tag does not match "
+                                          f"d={env['d']}")
+            continue
+        dims = spec.split()
+        if a.ndim != len(dims):
+            raise KernelArgumentError(f"{where} must have {len(dims)} dimensions, "
+                                      f"got shape {a.shape}")
+        for axis, (sym, size) in enumerate(zip(dims, a.shape)):
+            alts = sym.split("|")
+            ok = False
+            for alt in alts:
+                if alt.isdigit():
+                    ok = size == int(alt)
+                elif alt in env:
+                    ok = size == env[alt]
+                else:
+                    env[alt] = size
+                    ok = True
+                if ok:
+                    break
+            if not ok:
+                want = " or ".join(str(env.get(x, x)) for x in alts)
+                raise KernelArgumentError(
+                    f"{where} has shape {a.shape}: axis {axis} is {size}, expected {want} "
+                    f"({sym})")
+        if not a.flags.c_contiguous:
+            raise KernelArgumentError(f"{where} must be C-contiguous")
+
+
+def kernel(build, readonly="copy", tagged=False, shapes=None, **options):
     """Decorator: a lazily compiled, explicitly typed, cached Numba kernel.
 
     ``tagged=True``: the last argument is a feature-class tag array
-    (:func:`class_tag`) whose dtype selects the compiled variant."""
+    (:func:`class_tag`) whose dtype selects the compiled variant.
+
+    ``shapes``: one entry per argument, checked in Python before every call
+    (:func:`check_arguments`), so that no argument can make the kernel read
+    or write outside an array."""
     options.setdefault("cache", CACHE)
     # no Python exceptions from arithmetic (a division by zero gives inf/nan):
     # the checks would also keep LLVM from vectorising the loops
     options.setdefault("error_model", "numpy")
 
     def wrap(py_func):
-        return _Kernel(py_func, build, options, readonly, tagged)
+        return _Kernel(py_func, build, options, readonly, tagged, shapes)
 
     return wrap
 
