@@ -39,6 +39,34 @@ def assert_rel(a, b, rtol, what=""):
     assert err <= rtol, f"{what}: relative error {err:.3e} > {rtol:.1e}"
 
 
+def tol(dtype, factor):
+    """factor units of rounding of dtype: factor * np.finfo(dtype).eps.
+
+    The bound of a comparison between two different computations of one
+    quantity (other summation order, process, instruction set, library,
+    precision).  Each use says why that factor; a bare decimal tuned on one
+    CPU fails on the next.  Comparisons the design promises to be bitwise
+    equal stay exact and do not use this."""
+    return float(factor) * float(np.finfo(dtype).eps)
+
+
+def em_tol(dtype, X, factor):
+    """Bound on the relative difference of two EM fits of X from one start
+    whose sums differ only by rounding (another grouping of the rows, another
+    process or instruction set):
+
+        factor * eps(dtype) * sqrt(n_features) * cond(cov(X)).
+
+    Each sum of n_features products is off by a few eps relative; the
+    covariances are second moments minus the squared means, which cancels by
+    up to the ratio of the total to the within-component scatter, bounded by
+    the condition number of the data covariance."""
+    X = np.asarray(X, dtype=np.float64)
+    d = X.shape[1]
+    kappa = float(np.linalg.cond(np.atleast_2d(np.cov(X.T)))) if d > 1 else 1.0
+    return tol(dtype, factor * np.sqrt(d) * kappa)
+
+
 def make_blobs(n, centers, scale, rng, dtype=np.float64):
     """Gaussian blobs with labels (rows shuffled)."""
     centers = np.asarray(centers, dtype=np.float64)

@@ -57,7 +57,8 @@ def test_npy_stream_is_bitwise_in_memory_for_task_multiples(tmp_path, blobs, ct)
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("ct", COV_TYPES)
-@pytest.mark.parametrize("chunk_size", [1000, 7777, 100_000])
+@pytest.mark.parametrize("chunk_size", [pytest.param(1000, marks=pytest.mark.parity), 7777,
+                                        100_000])
 def test_stream_equals_in_memory_any_chunk_size(tmp_path, blobs, ct, chunk_size):
     path = tmp_path / "x.npy"
     np.save(path, blobs)
