@@ -610,12 +610,15 @@ def _f64_as_i64(typingctx, x):
 # Scalar code without calls or branches, so that the loops calling it
 # vectorise (math.exp is a scalar libm call).  Accurate to a few 1e-16
 # relative (~1e-14 if the compiler reassociates the reduction) under the
-# fast-math flags used here.
+# fast-math flags used here.  Below -708, where exp(x) is subnormal, 2**n is
+# applied as 2**n1 * 2**n2 (n1 = floor(n / 2), n2 = n - n1, both normal):
+# p * 2**n1 is exact and the last product rounds once into the subnormal
+# range, as np.exp does.
 _LOG2E = 1.4426950408889634
 _LN2 = 0.6931471805599453
 _LN2_HI = 0.6931471803691238      # fdlibm's ln2_hi: n * _LN2_HI is exact
 _LN2_LO = 1.9082149292705877e-10  # log(2) - _LN2_HI
-_EXP_MIN = -708.0                  # from here down 2**n may be subnormal: return 0
+_EXP_MIN = -745.1332191019412      # largest x with np.exp(x) == 0 (-1075 log 2)
 _SQRT2 = 1.4142135623730951
 _MANTISSA = (1 << 52) - 1
 
@@ -632,7 +635,9 @@ def _i32_as_f32(typingctx, x):
 
 
 def _exp_neg(x):
-    """exp(x) for x <= 0; 0 for x <= -708, -inf and NaN.
+    """exp(x) for x <= 0, subnormal results included; 0 where np.exp
+    underflows to 0 (x <= -745.133 in float64, -103.972 in float32), for -inf
+    and for NaN.
 
     In compiled code this is the branch-free, vectorisable version for the
     argument's precision (``_exp_neg_f64``, or ``_exp_neg_f32`` for float32);
@@ -659,16 +664,20 @@ def _exp_neg_f64(x):
     p = p * red + 0.5
     p = p * red + 1.0
     p = p * red + 1.0
-    # 2**n from its exponent bits; -1022 <= n <= 0 here
-    scale = _i64_as_f64((np.int64(nf) + 1023) << 52)
-    return p * scale if x > _EXP_MIN else 0.0
+    # 2**n = 2**n1 * 2**n2 from exponent bits; -1075 <= n <= 0 here, so
+    # -538 <= n1 <= n2 <= 0 are both normal
+    n = np.int64(nf)
+    n1 = n >> 1
+    scale1 = _i64_as_f64((n1 + 1023) << 52)
+    scale2 = _i64_as_f64((n - n1 + 1023) << 52)
+    return (p * scale1) * scale2 if x > _EXP_MIN else 0.0
 
 
 # float32: the same scheme with a degree-7 Taylor polynomial (truncation
 # error below 1e-8 relative on |r| <= log(2) / 2) and 2**n from the float32
 # exponent bits, 16 lanes per AVX-512 register instead of 8.
 _F32 = np.float32
-_EXP_MIN_F32 = _F32(-87.0)         # exp(-87) > the smallest normal float32
+_EXP_MIN_F32 = _F32(-103.972084)   # largest x with np.exp(x) == 0 in float32
 _LOG2E_F32 = _F32(_LOG2E)
 _LN2_HI_F32 = _F32(0.693359375)    # 8 significant bits: n * _LN2_HI_F32 is exact
 _LN2_LO_F32 = _F32(0.6931471805599453 - 0.693359375)
@@ -697,9 +706,12 @@ def _exp_neg_f32(x):
     p = p * red + _C2_F32
     p = p * red + _ONE_F32
     p = p * red + _ONE_F32
-    # -126 <= n <= 0: (n + 127) * 2**23 < 2**31 is exact and fits an int32
-    scale = _i32_as_f32(np.int32((nf + _BIAS_F32) * _MANT_SCALE_F32))
-    return p * scale if x > _EXP_MIN_F32 else _ZERO_F32
+    # 2**n = 2**n1 * 2**n2 with -150 <= n <= 0, -75 <= n1 <= n2 <= 0 (both
+    # normal); (n1 + 127) * 2**23 < 2**31 is exact and fits an int32
+    n1f = np.floor(nf * _HALF_F32)
+    scale1 = _i32_as_f32(np.int32((n1f + _BIAS_F32) * _MANT_SCALE_F32))
+    scale2 = _i32_as_f32(np.int32((nf - n1f + _BIAS_F32) * _MANT_SCALE_F32))
+    return (p * scale1) * scale2 if x > _EXP_MIN_F32 else _ZERO_F32
 
 
 @overload(_exp_neg, inline="always")

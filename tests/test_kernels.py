@@ -420,22 +420,52 @@ def _elementwise(helper):
     return call
 
 
+def _check_exp(got, ref, x, rel_tol, tiny):
+    """got within rel_tol * max(1, |x|) of ref where ref is normal in got's
+    precision; where ref is subnormal, within that relative error plus two
+    units of the smallest subnormal (tiny) (the relative error of the
+    polynomial is up to ~50 units of tiny just below the smallest normal, and
+    the rounding into the subnormal range half a unit); exactly 0 where ref is 0."""
+    normal = ref >= np.finfo(got.dtype).tiny
+    rel = np.abs(got[normal] - ref[normal]) / ref[normal]
+    assert np.all(rel <= rel_tol * np.maximum(1.0, np.abs(x[normal].astype(np.float64))))
+    sub = ~normal & (ref > 0)
+    bound = rel_tol * np.maximum(1.0, np.abs(x[sub].astype(np.float64))) * ref[sub] + 2 * tiny
+    assert np.all(np.abs(got[sub].astype(np.float64) - ref[sub]) <= bound)
+    # where the relative error is below half a unit (all but the top of the
+    # subnormal range) that is within a couple of units
+    deep = sub & (rel_tol * np.maximum(1.0, np.abs(x.astype(np.float64))) * ref <= 0.5 * tiny)
+    assert np.count_nonzero(deep) > 0.5 * np.count_nonzero(sub)
+    assert np.all(np.abs(got[deep].astype(np.float64) - ref[deep]) <= 2 * tiny)
+    assert np.all(got[ref == 0] == 0.0)
+    return rel
+
+
 def test_exp_matches_numpy():
     from fastem._kernels import _exp_neg
 
     rng = np.random.default_rng(3)
+    edge = -745.1332191019412           # the largest x with np.exp(x) == 0
     x = -np.concatenate([rng.random(20_000) * 50, rng.random(2_000) * 708,
+                         708 + rng.random(5_000) * 38,          # the subnormal range
                          rng.random(100) * 1e-12,
-                         [0.0, 1e-300, 0.5 * np.log(2), np.log(2), 707.99]])
+                         [0.0, 1e-300, 0.5 * np.log(2), np.log(2), 707.99, 708.0,
+                          708.5, 709.0897, 709.7827, 720.0, 744.44, 745.0, 745.13]])
+    x = np.concatenate([x, np.nextafter(edge, 0.0) - np.arange(3) * 0.0,
+                        np.nextafter(edge, 0.0) + np.arange(1, 50) * 2e-14])
     got = _elementwise(_exp_neg)(x)
-    ref = np.exp(x)
+    with np.errstate(under="ignore"):
+        ref = np.exp(x)
+    assert np.count_nonzero((ref > 0) & (ref < np.finfo(np.float64).tiny)) > 4000
     # the argument itself carries an error of about eps * |x| (it is a
     # difference of log densities), so that is the accuracy asked of exp too
-    rel = np.abs(got - ref) / ref
-    assert np.all(rel <= 2.3e-16 * np.maximum(1.0, np.abs(x)))
-    assert np.median(rel[np.abs(x) < 1]) < 1.2e-16
-    # from -708 down (where 2**n would be subnormal), -inf and NaN give exactly 0
-    tail = np.array([-708.0, -708.0000001, -745.0, -1e6, -np.inf, np.nan])
+    rel = _check_exp(got, ref, x, 2.3e-16, 2.0 ** -1074)
+    assert np.median(rel[np.abs(x[ref >= np.finfo(np.float64).tiny]) < 1]) < 1.2e-16
+    # the smallest subnormal is reached
+    assert np.any(got == 2.0 ** -1074)
+    # where np.exp underflows to 0, -inf and NaN: exactly 0
+    tail = np.array([edge, np.nextafter(edge, -np.inf), -745.2, -746.0, -1e6, -1e300,
+                     -np.inf, np.nan])
     assert np.all(_elementwise(_exp_neg)(tail) == 0.0)
 
 
@@ -443,18 +473,33 @@ def test_exp_float32_matches_numpy():
     from fastem._kernels import _exp_neg
 
     rng = np.random.default_rng(5)
+    edge = np.float32(-103.972084)        # the largest x with np.exp(x) == 0 in float32
     x = -np.concatenate([rng.random(20_000) * 20, rng.random(2_000) * 87,
-                         [0.0, 1e-30, np.log(2), 86.99]]).astype(np.float32)
+                         87 + rng.random(5_000) * 17,           # the subnormal range
+                         [0.0, 1e-30, np.log(2), 86.99, 87.0, 87.5, 88.0, 100.0, 103.0,
+                          103.97]]).astype(np.float32)
+    above = np.nextafter(edge, np.float32(0.0))
+    x = np.concatenate([x, [above, np.nextafter(above, np.float32(0.0))]]).astype(np.float32)
     got = _elementwise(_exp_neg)(x)
     assert got.dtype == np.float32
+    with np.errstate(under="ignore"):
+        ref32 = np.exp(x)
     ref = np.exp(x.astype(np.float64))
-    rel = np.abs(got - ref) / ref
-    assert np.all(rel <= 1.2e-7 * np.maximum(1.0, np.abs(x)))
-    tail = np.array([-87.0, -87.5, -1e6, -np.inf, np.nan], dtype=np.float32)
+    ref[ref32 == 0] = 0.0
+    tiny = np.finfo(np.float32).tiny
+    assert np.count_nonzero((ref32 > 0) & (ref32 < tiny)) > 4000
+    # normal results against the float64 exp, subnormal ones against the
+    # exact value, within two units of 2**-149
+    _check_exp(got, ref, x, 1.2e-7, 2.0 ** -149)
+    assert np.any(got == np.float32(2.0 ** -149))
+    tail = np.array([edge, np.nextafter(edge, np.float32(-np.inf)), -104.0, -1e6,
+                     -np.inf, np.nan], dtype=np.float32)
     assert np.all(_elementwise(_exp_neg)(tail) == 0.0)
     # the Python function (used outside compiled code) agrees
     assert _exp_neg(-1.5) == pytest.approx(np.exp(-1.5), rel=1e-15)
+    assert _exp_neg(-740.0) == np.exp(-740.0)
     assert _exp_neg(-800.0) == 0.0
+    assert _exp_neg(-745.1332191019412) == 0.0
 
 
 def test_log_matches_numpy():

@@ -857,3 +857,49 @@ def test_predict_with_readonly_fitted_attributes(old_faithful, ct):
     for name in FITTED:
         getattr(gm, name).setflags(write=False)
     np.testing.assert_array_equal(gm.predict_proba(old_faithful), want)
+
+
+@pytest.mark.xfail(strict=True, raises=ValueError, reason=(
+    "components 0 and 1 collapse on one row each (the other rows' log "
+    "responsibilities are below -58000, 0 in any precision), so their centred "
+    "variance is 0 and, with reg_covar=0, fastem raises; scikit-learn's "
+    "variance E[x^2] - (sum r x / (nk + 10 eps))^2 keeps a positive bias "
+    "10 eps nk / (nk + 10 eps)^2 * mean^2 (~3.6e-16 here) and goes on"))
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_sklearn_issue_18216_divergent_spherical_fit_sets_attributes():
+    """scikit-learn's non-regression case for its issue 18216 (spherical,
+    reg_covar=0, max_iter=1, far means, precisions up to 1e6): the fit ends
+    with every attribute set and converged_ False."""
+    from sklearn.mixture import GaussianMixture as SkGM
+
+    rnd = np.random.RandomState(0)
+    X = rnd.uniform(size=(30, 3))
+    means_init = np.array([
+        [0.670637869618158, 0.21038256107384043, 0.12892629765485303],
+        [0.09394051075844147, 0.5759464955561779, 0.929296197576212],
+        [0.5033230372781258, 0.9569852381759425, 0.08654043447295741],
+        [0.18578301420435747, 0.5531158970919143, 0.19388943970532435],
+        [0.4548589928173794, 0.35182513658825276, 0.568146063202464],
+        [0.609279894978321, 0.7929063819678847, 0.9620097270828052],
+    ])
+    precisions_init = np.array([999999.999604483, 999999.9990869573, 553.7603944542167,
+                                204.78596008931834, 15.867423501783637, 85.4595728389735])
+    weights_init = [0.03333333333333341, 0.03333333333333341, 0.06666666666666674,
+                    0.06666666666666674, 0.7000000000000001, 0.10000000000000007]
+    kw = dict(covariance_type="spherical", reg_covar=0, means_init=means_init,
+              weights_init=weights_init, n_components=len(weights_init),
+              precisions_init=precisions_init, max_iter=1)
+    fe = GaussianMixture(random_state=np.random.RandomState(0), **kw).fit(X)
+    sk = SkGM(random_state=np.random.RandomState(0), **kw).fit(X)
+    assert fe.converged_ is False and sk.converged_ is False
+    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_", "n_iter_",
+                 "lower_bound_", "lower_bounds_"):
+        assert hasattr(fe, attr), attr
+    assert fe.n_iter_ == sk.n_iter_ == 1
+    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_"):
+        got, want = getattr(fe, attr), getattr(sk, attr)
+        assert np.all(np.isfinite(got)), attr
+        np.testing.assert_allclose(got, want, rtol=1e-6, err_msg=attr)
+    assert np.isfinite(fe.lower_bound_)
+    assert fe.lower_bound_ == pytest.approx(sk.lower_bound_, rel=1e-9)
+    np.testing.assert_allclose(fe.lower_bounds_, sk.lower_bounds_, rtol=1e-9)
