@@ -8,7 +8,7 @@ it never cares whether the rows live in memory, in a file, or in a stream.
 import numpy as np
 
 from . import _estep
-from ._validation import check_finite, check_sample_weight
+from ._validation import check_finite, check_sample_weight, normalise_weights
 
 
 def sample_indices(n, size, random_state):
@@ -43,6 +43,9 @@ class RowData:
     dtype = None
     name = "X"
     sample_weight = None
+    # the weights given divided by this (see normalise_weights); sums of
+    # weights and weighted log-likelihoods times it are those of the weights given
+    weight_scale = 1.0
 
     def iter_chunks(self):
         """Yield (start_row, block, block_weights or None) in row order."""
@@ -130,7 +133,8 @@ class SourceData(RowData):
         if sample_weight is not None:
             if self.n_samples is None:
                 self.n_samples = self.count()
-            self.sample_weight = check_sample_weight(sample_weight, self.n_samples)
+            self.sample_weight, self.weight_scale = normalise_weights(
+                check_sample_weight(sample_weight, self.n_samples))
 
     def iter_chunks(self):
         n = 0

@@ -193,7 +193,7 @@ def _random_resp_stats(data, K, ct, random_state):
             resp /= resp.sum(axis=1)[:, None]
             if w is not None:
                 resp *= w[a:b, None]
-            acc.add(block[a:b], resp)
+            acc.add(block[a:b], resp, weight_sum=b - a if w is None else np.sum(w[a:b]))
     return acc.result()
 
 

@@ -251,19 +251,29 @@ class SuffStats:
 
     # -- M-step ------------------------------------------------------------
 
+    def _eps10(self):
+        """scikit-learn's ``10 eps`` for unit weights, times the mean row weight."""
+        if self.n_rows > 0 and self.weight_sum > 0 and np.isfinite(self.weight_sum):
+            return _EPS10 * (self.weight_sum / self.n_rows)
+        return _EPS10
+
     def m_step(self, reg_covar):
         """Maximum-likelihood parameters from these statistics.
 
         Follows scikit-learn's estimates exactly (``nk + 10 eps`` in the
         denominators, ``reg_covar`` added to the diagonal, weights
-        normalised), computed from centred moments.
+        normalised), computed from centred moments.  The ``10 eps`` is
+        relative to the mean weight of a row (``weight_sum / n_rows``, 1 for
+        unit weights, as in scikit-learn), so that multiplying every sample
+        weight, or these statistics (:meth:`scale`), by a constant gives the
+        same parameters.
 
         Returns
         -------
         GaussianParams
         """
         nk = self.nk
-        nk_eps = nk + _EPS10
+        nk_eps = nk + self._eps10()
         safe = np.where(nk > 0, nk, 1.0)
         shift = self.s1 / nk_eps[:, None]
         means = self.ref + shift

@@ -87,10 +87,24 @@ def check_sample_weight(sample_weight, n_samples):
             f"sample_weight.shape == {w.shape}, expected ({n_samples},): one "
             "weight per row of X.")
     check_weight_values(w)
-    if not w.sum() > 0:
+    if not np.any(w > 0):  # (non-negative: a sum could overflow)
         raise ValueError("sample_weight sums to zero; at least one row needs a "
                          "positive weight.")
     return w
+
+
+def normalise_weights(w):
+    """Validated weights divided by their maximum, and that maximum.
+
+    Weights are relative: the fit uses ``w / max(w)`` (at most 1, so that
+    sums over rows cannot overflow however large the weights are, and at
+    least one row keeps weight 1).  Returns (w, 1.0) unchanged when the
+    largest weight is already 1 (unit weights stay bit for bit).
+    """
+    top = float(np.max(w))
+    if top == 1.0:
+        return w, 1.0
+    return w / top, top
 
 
 def check_weight_values(w, offset=0):

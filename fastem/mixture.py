@@ -21,7 +21,7 @@ from . import _estep, _init
 from ._data import ArrayData, SourceData
 from ._progress import progress_bar
 from ._suffstats import COVARIANCE_TYPES, GaussianParams
-from ._validation import check_sample_weight, validate_X
+from ._validation import check_sample_weight, normalise_weights, validate_X
 
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
 # Rows per call of the E-step-only kernel in predict/score: bounds the
@@ -296,9 +296,12 @@ class _MixtureBase(DensityMixin, BaseEstimator):
                     f"{self.n_features_in_} features as input.")
             return SourceData(src, sample_weight)
         X = validate_X(self, X, reset=reset, min_samples=2 if reset else 1)
-        w = None if sample_weight is None else check_sample_weight(sample_weight,
-                                                                   X.shape[0])
-        return ArrayData(X, w)
+        if sample_weight is None:
+            return ArrayData(X)
+        w, scale = normalise_weights(check_sample_weight(sample_weight, X.shape[0]))
+        data = ArrayData(X, w)
+        data.weight_scale = scale
+        return data
 
     def save(self, path):
         """Save the fitted model (and any online state) to a ``.npz`` file.
@@ -357,7 +360,7 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         -------
         log_likelihood : float
         """
-        total, n = self._weighted_total(X, sample_weight)
+        total, n, _ = self._weighted_pass(X, sample_weight)
         return float(total / n)
 
     def predict(self, X):
@@ -446,6 +449,13 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         second kernel to compile on a first run.  Rows with zero density
         under every component make the total -inf, as in scikit-learn.
         """
+        total, n, scale = self._weighted_pass(X, sample_weight)
+        return total * scale, n * scale
+
+    def _weighted_pass(self, X, sample_weight):
+        """(total, n, scale): the totals of :meth:`_weighted_total` for the
+        weights divided by ``scale`` (their maximum), so that total / n
+        does not overflow however large the weights."""
         check_is_fitted(self)
         data = self._as_data(X, sample_weight, reset=False)
         try:
@@ -454,12 +464,12 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         except _estep.ZeroDensityError:
             ll = self.score_samples(X)
             if sample_weight is None:
-                return float(ll.sum()), ll.shape[0]
-            w = check_sample_weight(sample_weight, ll.shape[0])
-            return float(np.sum(w * ll)), float(np.sum(w))
+                return float(ll.sum()), ll.shape[0], 1.0
+            w, scale = normalise_weights(check_sample_weight(sample_weight, ll.shape[0]))
+            return float(np.sum(w * ll)), float(np.sum(w)), scale
         if sample_weight is None:
-            return stats.loglik, stats.n_rows
-        return stats.loglik, stats.weight_sum
+            return stats.loglik, stats.n_rows, 1.0
+        return stats.loglik, stats.weight_sum, data.weight_scale
 
     def bic(self, X, sample_weight=None):
         """Bayesian information criterion for the model on X (lower is better).

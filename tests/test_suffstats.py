@@ -307,3 +307,124 @@ def test_gaussian_params_precisions_and_log_norm(ct):
         sign, logdet = np.linalg.slogdet(covs[k])
         want = np.log(p["weights"][k]) - 0.5 * logdet - 0.5 * D * np.log(2 * np.pi)
         assert gp.log_norm()[k] == pytest.approx(want, rel=1e-12)
+
+
+# ---------------------------------------------------------------------------
+# Sample weights are relative: scaling all of them changes nothing
+# ---------------------------------------------------------------------------
+
+WEIGHT_SCALES = (1e-200, 1e-17, 1.0, 1e17, 1e200)
+
+
+# squares of first moments must not underflow or overflow (fits divide the
+# weights by their maximum, so statistics stay of the order of the row count)
+@pytest.mark.parametrize("c", (1e-100, 1e-17, 1e-3, 1.0, 1e17, 1e100))
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_m_step_invariant_under_scale(ct, c):
+    X, p, resp_w, _ = _setup(ct, seed=11)
+    a = _stats(X, resp_w, np.asarray(p["means"]), ct, np.zeros(D))
+    want = a.m_step(1e-6)
+    got = a.scale(c).m_step(1e-6)
+    for name in ("weights", "means", "covariances", "precisions_cholesky"):
+        assert_rel(getattr(got, name), getattr(want, name), 1e-13, name)
+
+
+def test_m_step_eps_is_sklearns_for_unit_weights():
+    from fastem._suffstats import _EPS10
+
+    a = SuffStats("diag", [3.0, 0.0], np.zeros((2, 1)), [[2.0], [0.0]], np.zeros((2, 1)),
+                  weight_sum=3.0, n_rows=3)
+    assert a._eps10() == _EPS10 == 10 * np.finfo(np.float64).eps
+    # an empty component keeps the weight scikit-learn gives it: 10 eps / (n + 20 eps)
+    assert a.m_step(0.1).weights[1] == _EPS10 / (3.0 + 2 * _EPS10)
+    assert a.scale(1e-17)._eps10() == pytest.approx(1e-17 * _EPS10, rel=1e-15)
+
+
+def _weight_data():
+    rng = np.random.default_rng(21)
+    centers = np.array([[0.0, 0.0, 0.0], [5.0, 1.0, -2.0], [-3.0, 6.0, 3.0]])
+    X = centers[rng.integers(0, 3, size=3000)] + rng.normal(size=(3000, 3))
+    w = rng.uniform(0.2, 3.0, size=3000)
+    w[::7] = 0.0
+    return X, w
+
+
+def _assert_same_model(a, b, rtol=1e-12):
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert_rel(getattr(a, name), getattr(b, name), rtol, name)
+    assert a.lower_bound_ == pytest.approx(b.lower_bound_, rel=rtol)
+    assert a.n_iter_ == b.n_iter_
+
+
+def _gm(ct, **kw):
+    from fastem import GaussianMixture
+
+    kw.setdefault("max_iter", 8)
+    return GaussianMixture(3, covariance_type=ct, random_state=0, tol=0, **kw)
+
+
+@pytest.fixture(scope="module")
+def weight_data():
+    return _weight_data()
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_fit_invariant_to_scaling_sample_weight(weight_data, ct):
+    X, w = weight_data
+    ref = _gm(ct).fit(X, sample_weight=w)
+    for c in WEIGHT_SCALES:
+        _assert_same_model(_gm(ct).fit(X, sample_weight=c * w), ref)
+    # equal weights of any size: the unweighted model
+    plain = _gm(ct).fit(X)
+    for c in WEIGHT_SCALES + (1e-300, 1e300, np.finfo(np.float64).max):
+        _assert_same_model(_gm(ct).fit(X, sample_weight=np.full(len(X), c)), plain)
+    # unit weights: bit for bit the unweighted fit
+    ones = _gm(ct).fit(X, sample_weight=np.ones(len(X)))
+    for name in ("weights_", "means_", "covariances_", "lower_bound_"):
+        np.testing.assert_array_equal(getattr(ones, name), getattr(plain, name))
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_streamed_fit_invariant_to_scaling_sample_weight(weight_data, ct, tmp_path):
+    X, w = weight_data
+    path = tmp_path / "x.npy"
+    np.save(path, X)
+    ref = _gm(ct).fit(X, sample_weight=w)
+    for c in WEIGHT_SCALES:
+        _assert_same_model(_gm(ct, chunk_size=700).fit(str(path), sample_weight=c * w), ref,
+                           1e-10)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_score_and_bic_with_scaled_weights(weight_data):
+    X, w = weight_data
+    gm = _gm("diag", max_iter=3).fit(X)
+    want = gm.score(X, sample_weight=w)
+    for c in WEIGHT_SCALES + (1e300,):
+        assert gm.score(X, sample_weight=c * w) == pytest.approx(want, rel=1e-13)
+    # bic/aic count the weights as they are given (frequency weights)
+    total = want * w.sum()
+    assert gm.aic(X, sample_weight=2 * w) == pytest.approx(
+        -2 * 2 * total + 2 * gm._n_parameters(), rel=1e-12)
+    assert gm.bic(X, sample_weight=2 * w) == pytest.approx(
+        -2 * 2 * total + gm._n_parameters() * np.log(2 * w.sum()), rel=1e-12)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("ct", ["full", "spherical"])
+def test_minibatch_invariant_to_scaling_sample_weight(weight_data, ct):
+    from fastem import MiniBatchGaussianMixture
+
+    X, w = weight_data
+
+    def fit(sw):
+        return MiniBatchGaussianMixture(3, covariance_type=ct, batch_size=500,
+                                        random_state=0, max_iter=2).fit(X, sample_weight=sw)
+
+    ref = fit(w)
+    for c in WEIGHT_SCALES:
+        got = fit(c * w)
+        for name in ("weights_", "means_", "covariances_"):
+            assert_rel(getattr(got, name), getattr(ref, name), 1e-12, name)
