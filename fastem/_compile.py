@@ -25,6 +25,7 @@ Nothing here imports Numba until a function is called.
 """
 
 import contextlib
+import os
 import sys
 import threading
 import time
@@ -39,7 +40,6 @@ DTYPES = ("float64", "float32")
 # kernel families by covariance type: (E-step + statistics, E-step only)
 _FAMILY = {"full": ("pass_full", "logprob_full"), "tied": ("pass_tied", "logprob_tied"),
            "diag": ("pass_diag", "logprob_diag"), "spherical": ("pass_diag", "logprob_diag")}
-_CHECKS = ("first_nonfinite",)
 
 _state = threading.local()
 _announced = set()
@@ -71,7 +71,6 @@ def _plan(covariance_types, dtypes, n_features):
         for name in _FAMILY[ct]:
             if name not in names:
                 names.append(name)
-    names += list(_CHECKS)
     plan = []
     for dt in dts:
         for name in names:
@@ -82,6 +81,12 @@ def _plan(covariance_types, dtypes, n_features):
                     continue
                 plan.append((name, dtype, ro, tag))
     return plan
+
+
+def _key(variant):
+    """A hashable key of a (name, dtype, readonly, tag) variant."""
+    name, dtype, ro, tag = variant
+    return (name, np.dtype(dtype).char, bool(ro), None if tag is None else tag.dtype.char)
 
 
 def _label(name, dtype, ro, tag):
@@ -136,15 +141,30 @@ def compile(covariance_types=COVARIANCE_TYPES, dtypes=DTYPES, n_features=None,
         except ImportError:
             bar = None
     records = []
+    # kernels not in the cache are compiled by child processes, several at a
+    # time (they write the cache; this process then loads them)
+    t_start = time.perf_counter()
+    missing = [v for v in plan if not getattr(K, v[0]).in_cache(*v[1:])]
+    jobs = max(1, min(len(missing), os.cpu_count() or 1))
+    t_children = time.perf_counter()
+    child_times = {}
+    compile_in_child(missing, jobs=jobs, timings=child_times)
+    t_children = time.perf_counter() - t_children
+    compiled_in = {_key(v): child_times.get(i) for i, v in enumerate(missing)}
     # compile() reports each kernel itself: no "compiling..." announcements
     try:
         with announcing(False):
             for name, dtype, ro, tag in plan:
                 kern = getattr(K, name)
-                cached = kern.in_cache(dtype, ro, tag)
+                key = _key((name, dtype, ro, tag))
+                cached = key not in compiled_in
                 t0 = time.perf_counter()
                 kern.variant(dtype, ro, tag)
                 dt = time.perf_counter() - t0
+                if not cached and compiled_in[key] is not None:
+                    # compiled by a child: its compile time (this process
+                    # only loaded the result)
+                    dt = compiled_in[key]
                 rec = {"kernel": _label(name, dtype, ro, tag), "seconds": dt,
                        "cached": cached}
                 records.append(rec)
@@ -160,12 +180,78 @@ def compile(covariance_types=COVARIANCE_TYPES, dtypes=DTYPES, n_features=None,
         if bar is not None:
             bar.close()
     if progress:
-        total = sum(r["seconds"] for r in records)
+        total = time.perf_counter() - t_start
         n_new = sum(not r["cached"] for r in records)
-        print(f"fastem compile: {len(records)} kernels ({n_new} compiled, "
-              f"{len(records) - n_new} already cached) in {total:.1f} s; cache: "
-              f"{cache_dir()}", file=out, flush=True)
+        print(f"fastem compile: {len(records)} kernels ({n_new} compiled, by {jobs} "
+              f"processes at once; {len(records) - n_new} already cached) in {total:.1f} s "
+              f"wall; cache: {cache_dir()}", file=out, flush=True)
     return records
+
+
+_CHILD_ENV = "FASTEM_COMPILE_CHILD"
+
+
+def _child_code(variants):
+    lines = ["import time", "import numpy as np", "from fastem import _kernels as K"]
+    for i, (name, dtype, ro, tag) in enumerate(variants):
+        tag_expr = "None" if tag is None else f"np.empty(0, dtype=np.{tag.dtype.name})"
+        lines.append("t = time.perf_counter()")
+        lines.append(f"K.{name}.variant(np.dtype({np.dtype(dtype).name!r}), {bool(ro)}, "
+                     f"{tag_expr})")
+        lines.append(f"print({i}, time.perf_counter() - t, flush=True)")
+    return "\n".join(lines)
+
+
+def compile_in_child(variants, jobs=1, timings=None):
+    """Compile kernel variants ``(name, dtype, readonly, tag)`` in child
+    processes that write them to the on-disk cache; returns True when every
+    variant is in the cache afterwards.  ``timings`` (a dict), when given,
+    receives each variant's compile time in seconds, keyed by its index in
+    ``variants``.
+
+    A process that compiles a kernel runs the freshly linked code, which can
+    differ in the last bits from the cached machine code that every later
+    process loads (see :mod:`fastem._kernels`); compiling in a child and
+    loading from the cache makes the first process run exactly what later
+    ones run.  Nothing happens (False) when the cache is disabled, inside a
+    child already, or when the children fail: the caller then compiles in
+    process.  ``jobs`` children run at once.
+    """
+    import os
+    import subprocess
+
+    from . import _kernels as K
+
+    if not K.CACHE or os.environ.get(_CHILD_ENV) or not variants:
+        return False
+    env = dict(os.environ)
+    env[_CHILD_ENV] = "1"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"]
+                                if env.get("PYTHONPATH") else "")
+    n_groups = max(1, min(jobs, len(variants)))
+    groups = [list(range(i, len(variants), n_groups)) for i in range(n_groups)]
+    procs = []
+    try:
+        for group in groups:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-c", _child_code([variants[i] for i in group])],
+                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE, text=True))
+        for group, p in zip(groups, procs):
+            out, _ = p.communicate()
+            for line in out.splitlines():
+                parts = line.split()
+                if timings is not None and len(parts) == 2 and parts[0].isdigit():
+                    timings[group[int(parts[0])]] = float(parts[1])
+    except OSError:
+        return False
+    finally:
+        for p in procs:
+            if p.poll() is None:
+                p.kill()
+                p.wait()
+    return all(getattr(K, name).in_cache(dtype, ro, tag) for name, dtype, ro, tag in variants)
 
 
 def cache_dir():
@@ -216,8 +302,7 @@ def announce(kernel_name, dtype):
         return
     family = {"pass_full": "full", "logprob_full": "full", "pass_tied": "tied",
               "logprob_tied": "tied", "pass_diag": "diag/spherical",
-              "logprob_diag": "diag/spherical",
-              "first_nonfinite": "input checks"}.get(kernel_name, kernel_name)
+              "logprob_diag": "diag/spherical"}.get(kernel_name, kernel_name)
     key = (family, np.dtype(dtype).name)
     with _announce_lock:
         if key in _announced:

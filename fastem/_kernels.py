@@ -1,14 +1,14 @@
-"""Numba kernels: every ``@njit`` function of fastem, and the few Python
-functions that pick which specialised kernel runs (``pass_full``,
-``resp_stats``).
+"""Numba kernels: every ``@njit`` function of fastem, and the machinery that
+compiles, caches and checks them.
 
-Note for editors: every helper is marked ``inline="always"``: it is inlined
-into the kernels at the IR level and compiled with the kernel's flags.  (A
-helper compiled as a function of its own is cached once, with the flags of
-whichever kernel first needed it, so its code could differ between processes.)
-Inlined helpers keep their parameter names, so a kernel's own argument must
-never share a name with a helper's parameter (Numba would treat the inlined
-assignment as a race).  Kernel outputs are named ``out_*``.
+Note for editors: block helpers are plain ``@njit`` functions, compiled once
+per argument types with their own flags (every helper carries the same
+``FASTMATH`` and ``error_model``, so its code does not depend on which kernel
+needed it first).  Only tiny scalar helpers (exp, log) are inlined at the IR
+level, so that the loops calling them vectorise.  Kernel outputs are named
+``out_*``.  A kernel that is not in the on-disk cache is compiled in a child
+process and loaded from the cache (:meth:`_Kernel.variant`): see the comment
+above the E-step kernels for why.
 
 All kernels take validated, C-contiguous float32 or float64 arrays (read-only
 arrays, such as memmap chunks, have signatures of their own).  Rows are split
@@ -126,6 +126,7 @@ class _Kernel:
                         from . import _compile
 
                         _compile.announce(self.__name__, dtype)
+                        _compile.compile_in_child([(self.__name__, dtype, readonly, tag)])
                     fn = njit(self._signature(dtype, readonly, tag),
                               **self._options)(self.py_func)
                     self._variants[key] = fn
@@ -363,7 +364,8 @@ def _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, 
     raise NotImplementedError("compiled code only")
 
 
-@overload(_logprob_block_full, jit_options=dict(fastmath=FASTMATH, error_model="numpy"))
+@overload(_logprob_block_full,
+          jit_options=dict(fastmath=FASTMATH, error_model="numpy"))
 def _logprob_block_full_typed(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp,
                               tag):
     if _tag_class(tag) == DCLASS_SMALL:
@@ -1003,7 +1005,8 @@ def _accumulate_full(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s2):
     raise NotImplementedError("compiled code only")
 
 
-@overload(_accumulate_full, jit_options=dict(fastmath=FASTMATH, error_model="numpy"))
+@overload(_accumulate_full,
+          jit_options=dict(fastmath=FASTMATH, error_model="numpy"))
 def _accumulate_full_typed(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s2):
     component = (_component_small, _component_weighted, _component_scaled)[_tag_class(tag)]
 
@@ -1131,10 +1134,20 @@ def _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll):
 # ---------------------------------------------------------------------------
 # E-step + statistics: one pass over the rows
 #
-# Each parallel kernel is a short loop over tasks whose body calls the block
-# helpers above; the helpers are compiled once per argument type (and cached),
-# shared by every kernel that uses them, so a kernel compiles only its own
-# small parallel region.
+# One parallel kernel per covariance family; the full family's feature class
+# is the dtype of its tag argument, so each class compiles (and caches) a
+# kernel holding only its own code path.  The block helpers are functions of
+# their own, each compiled once per argument types and linked into the
+# kernels that call it (no IR inlining: typing and lowering one huge body
+# was most of a first fit's compile time).
+#
+# Numba links a copy of each helper, and of the parallel region, into every
+# kernel, and a process that compiled them runs the helpers' own copies
+# while one that loads the kernel from the cache runs the linked copies;
+# the two are optimised separately and can differ in the last bits.  So a
+# kernel that is not in the cache is compiled in a child process and then
+# loaded from the cache here (see _Kernel.variant): every process runs the
+# same machine code.
 # ---------------------------------------------------------------------------
 
 
@@ -1437,37 +1450,3 @@ def logprob_diag(X, means, prec, log_norm, ref2, proj, block, out):
         _load_block(X, start, nb, xt)
         _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, maha, lp)
         _store_logprob(lp, nb, start, out)
-
-
-# ---------------------------------------------------------------------------
-# Validation
-# ---------------------------------------------------------------------------
-
-
-def _sig_nonfinite(dt, ro):
-    return _i8(_arr(dt, 2, ro), _i8)
-
-
-@kernel(_sig_nonfinite, readonly="native", parallel=True, cache=CACHE,
-        shapes=("n d", "block"))
-def first_nonfinite(X, block):
-    """Index of the first row holding a NaN or an infinity, or -1."""
-    n, d = X.shape
-    nblocks = (n + block - 1) // block
-    first = np.full(nblocks, -1, dtype=np.int64)
-    for b in prange(nblocks):
-        start = b * block
-        stop = min(n, start + block)
-        for r in range(start, stop):
-            ok = True
-            for i in range(d):
-                v = X[r, i]
-                if not (v - v == 0.0):
-                    ok = False
-            if not ok:
-                first[b] = r
-                break
-    for b in range(nblocks):
-        if first[b] >= 0:
-            return first[b]
-    return -1

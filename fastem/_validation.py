@@ -5,7 +5,6 @@ import numbers
 import numpy as np
 from sklearn.utils.validation import validate_data
 
-from . import _estep
 
 
 def validate_X(estimator, X, reset, min_samples=1):
@@ -44,27 +43,37 @@ def validate_X(estimator, X, reset, min_samples=1):
     return X
 
 
-_SMALL = 1 << 16
+_CHECK_ROWS = 1 << 16
+
+
+def _first_nonfinite_row(X):
+    """Index of the first row of X holding NaN or inf, or -1.
+
+    Chunks of rows are summed: a finite sum proves every value finite (NaN
+    and inf propagate; finite values whose sum overflows fall through to the
+    exact check of that chunk).  NumPy only: no kernel to compile, and about
+    one memory pass.
+    """
+    n = X.shape[0]
+    for lo in range(0, n, _CHECK_ROWS):
+        chunk = X[lo:lo + _CHECK_ROWS]
+        with np.errstate(over="ignore", invalid="ignore"):
+            total = np.add.reduce(chunk, axis=None)
+        if np.isfinite(total):
+            continue
+        bad = ~np.isfinite(chunk).all(axis=1)
+        if bad.any():
+            return lo + int(np.flatnonzero(bad)[0])
+    return -1
 
 
 def check_finite(X, what="X", row_offset=0):
     """Raise ValueError naming the first row/column of X holding NaN or inf."""
     if X.size == 0:
         return
-    if X.size <= _SMALL:
-        # small arrays: numpy is quicker than a parallel kernel launch; a
-        # finite sum proves every value finite (an overflowing sum of finite
-        # values falls through to the exact check)
-        if np.isfinite(np.add.reduce(X, axis=None)):
-            return
-        bad = ~np.isfinite(X).all(axis=1)
-        if not bad.any():
-            return
-        row = int(np.flatnonzero(bad)[0])
-    else:
-        row = _estep.kernels().first_nonfinite(X, 4096)
-        if row < 0:
-            return
+    row = _first_nonfinite_row(X)
+    if row < 0:
+        return
     vals = X[row]
     col = int(np.flatnonzero(~np.isfinite(vals))[0])
     kind = "NaN" if np.isnan(vals[col]) else "infinity"
