@@ -10,9 +10,9 @@ that later processes load them in milliseconds.  This module:
   (``client.run(fastem.compile)``), or after an install;
 - :func:`status` tells where the cache is and which kernels are in it,
   without compiling anything;
-- :func:`announcing` lets a fit (``verbose`` set, or the command line)
-  print one line on stderr before it compiles, so that a first fit does not
-  sit silent for seconds.
+- the announcements of a fit that compiles (``verbose`` set, or the command
+  line: one line on stderr) and the compilation in child processes live
+  with the kernels (:mod:`fastem._kernels._aot`).
 
 Where the cache lives is Numba's rule: ``NUMBA_CACHE_DIR`` when set; else a
 ``__pycache__`` folder next to ``fastem/_kernels.py`` when that folder is
@@ -24,26 +24,21 @@ version compiles afresh.
 Nothing here imports Numba until a function is called.
 """
 
-import contextlib
 import os
 import sys
-import threading
 import time
 
 import numpy as np
 
-__all__ = ["compile", "status", "announcing", "COVARIANCE_TYPES", "DTYPES"]
+from ._announce import announcing
+from ._constants import COVARIANCE_TYPES, DTYPES
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-DTYPES = ("float64", "float32")
+__all__ = ["compile", "status", "cache_dir"]
 
 # kernel families by covariance type: (E-step + statistics, E-step only)
 _FAMILY = {"full": ("pass_full", "logprob_full"), "tied": ("pass_tied", "logprob_tied"),
            "diag": ("pass_diag", "logprob_diag"), "spherical": ("pass_diag", "logprob_diag")}
 
-_state = threading.local()
-_announced = set()
-_announce_lock = threading.Lock()
 
 
 def _check_choice(values, allowed, what):
@@ -148,7 +143,7 @@ def compile(covariance_types=COVARIANCE_TYPES, dtypes=DTYPES, n_features=None,
     jobs = max(1, min(len(missing), os.cpu_count() or 1))
     t_children = time.perf_counter()
     child_times = {}
-    compile_in_child(missing, jobs=jobs, timings=child_times)
+    K.compile_in_child(missing, jobs=jobs, timings=child_times)
     t_children = time.perf_counter() - t_children
     compiled_in = {_key(v): child_times.get(i) for i, v in enumerate(missing)}
     # compile() reports each kernel itself: no "compiling..." announcements
@@ -188,72 +183,6 @@ def compile(covariance_types=COVARIANCE_TYPES, dtypes=DTYPES, n_features=None,
     return records
 
 
-_CHILD_ENV = "FASTEM_COMPILE_CHILD"
-
-
-def _child_code(variants):
-    lines = ["import time", "import numpy as np", "from fastem import _kernels as K"]
-    for i, (name, dtype, ro, tag) in enumerate(variants):
-        tag_expr = "None" if tag is None else f"np.empty(0, dtype=np.{tag.dtype.name})"
-        lines.append("t = time.perf_counter()")
-        lines.append(f"K.{name}.variant(np.dtype({np.dtype(dtype).name!r}), {bool(ro)}, "
-                     f"{tag_expr})")
-        lines.append(f"print({i}, time.perf_counter() - t, flush=True)")
-    return "\n".join(lines)
-
-
-def compile_in_child(variants, jobs=1, timings=None):
-    """Compile kernel variants ``(name, dtype, readonly, tag)`` in child
-    processes that write them to the on-disk cache; returns True when every
-    variant is in the cache afterwards.  ``timings`` (a dict), when given,
-    receives each variant's compile time in seconds, keyed by its index in
-    ``variants``.
-
-    A process that compiles a kernel runs the freshly linked code, which can
-    differ in the last bits from the cached machine code that every later
-    process loads (see :mod:`fastem._kernels`); compiling in a child and
-    loading from the cache makes the first process run exactly what later
-    ones run.  Nothing happens (False) when the cache is disabled, inside a
-    child already, or when the children fail: the caller then compiles in
-    process.  ``jobs`` children run at once.
-    """
-    import os
-    import subprocess
-
-    from . import _kernels as K
-
-    if not K.CACHE or os.environ.get(_CHILD_ENV) or not variants:
-        return False
-    env = dict(os.environ)
-    env[_CHILD_ENV] = "1"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"]
-                                if env.get("PYTHONPATH") else "")
-    n_groups = max(1, min(jobs, len(variants)))
-    groups = [list(range(i, len(variants), n_groups)) for i in range(n_groups)]
-    procs = []
-    try:
-        for group in groups:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-c", _child_code([variants[i] for i in group])],
-                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True))
-        for group, p in zip(groups, procs):
-            out, _ = p.communicate()
-            for line in out.splitlines():
-                parts = line.split()
-                if timings is not None and len(parts) == 2 and parts[0].isdigit():
-                    timings[group[int(parts[0])]] = float(parts[1])
-    except OSError:
-        return False
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
-    return all(getattr(K, name).in_cache(dtype, ro, tag) for name, dtype, ro, tag in variants)
-
-
 def cache_dir():
     """The folder where the kernels' compiled code is cached (Numba's rule:
     NUMBA_CACHE_DIR, else next to the sources when writable, else the user's
@@ -278,36 +207,3 @@ def status(covariance_types=COVARIANCE_TYPES, dtypes=DTYPES, n_features=None):
         "cpu": K.target_cpu(),
         "kernels": [(_label(*v), getattr(K, v[0]).in_cache(*v[1:])) for v in plan],
     }
-
-
-@contextlib.contextmanager
-def announcing(enabled=True):
-    """Within this block (on this thread), a kernel that must be compiled
-    (not in the cache) first prints one line on stderr when ``enabled``, and
-    nothing when not.  Used by fits with ``verbose`` set and by the command
-    line; ``compile`` turns it off, as it reports every kernel itself."""
-    prev = getattr(_state, "on", False)
-    _state.on = bool(enabled)
-    try:
-        yield
-    finally:
-        _state.on = prev
-
-
-def announce(kernel_name, dtype):
-    """Called by the kernel machinery just before it compiles a variant that
-    is not in the cache: one line on stderr per family and dtype per process,
-    when announcing."""
-    if not getattr(_state, "on", False):
-        return
-    family = {"pass_full": "full", "logprob_full": "full", "pass_tied": "tied",
-              "logprob_tied": "tied", "pass_diag": "diag/spherical",
-              "logprob_diag": "diag/spherical"}.get(kernel_name, kernel_name)
-    key = (family, np.dtype(dtype).name)
-    with _announce_lock:
-        if key in _announced:
-            return
-        _announced.add(key)
-    print(f"fastem: compiling kernels for {family}/{key[1]}, once per install and CPU "
-          "(a few seconds; 'fastem compile' does it ahead of time)...",
-          file=sys.stderr, flush=True)

@@ -27,6 +27,7 @@ except ImportError as exc:  # pragma: no cover - exercised without dask only
     ) from exc
 
 from . import _estep
+from ._constants import CHUNK_ROWS
 from ._data import ArrayData, RowData, sample_indices
 from ._validation import check_finite, check_weight_values
 
@@ -116,16 +117,20 @@ def _block_stats(block, w, params):
                                     _block_weights(w))
 
 
+def _block_stats_many(block, w, params_list):
+    """E-step statistics of one block for several sets of parameters."""
+    with _task_threads():
+        return ArrayData(_contiguous(block), _block_weights(w)).e_pass_many(params_list)
+
+
 def _block_hard_stats(block, w, centers, covariance_type):
     """Statistics of one block under the nearest-centre assignment."""
-    from . import _init
-
     block = _contiguous(block)
     if block.shape[0] == 0:
         return None
     with _task_threads():
-        data = ArrayData(block, _block_weights(w), chunk_size=_init.RESP_CHUNK)
-        return _init._hard_assignment_stats(data, centers, covariance_type)
+        return ArrayData(block, _block_weights(w)).hard_assignment_stats(centers,
+                                                                         covariance_type)
 
 
 def _merge(*parts):
@@ -144,12 +149,10 @@ def _block_collect(block, params, reduce, name, block_info=None):
     if block_info is not None and 0 in block_info:
         start = block_info[0]["array-location"][0][0]
     check_finite(block, what=name, row_offset=start)
-    from .mixture import PREDICT_CHUNK
-
     parts = []
     with _task_threads():
-        for lo in range(0, block.shape[0], PREDICT_CHUNK):
-            wlp = _estep.weighted_log_prob(block[lo:lo + PREDICT_CHUNK], params)
+        for lo in range(0, block.shape[0], CHUNK_ROWS):
+            wlp = _estep.weighted_log_prob(block[lo:lo + CHUNK_ROWS], params)
             parts.append(reduce(wlp))
     if not parts:
         return reduce(np.empty((0, params.n_components)))
@@ -251,36 +254,24 @@ class DaskData(RowData):
 
     Parameters
     ----------
-    estimator : fastem mixture
-        ``n_features_in_`` (and ``feature_names_in_``) are set on it when
-        ``reset``, and checked otherwise.
     X : dask.array.Array of shape (n_samples, n_features), or dask DataFrame
-        A DataFrame contributes its numeric columns.
+        A DataFrame contributes its numeric columns (their names become
+        ``feature_names``).
     sample_weight : dask or numpy array of shape (n_samples,), or None
-    reset : bool
-        True in ``fit``: the rows are then persisted on the workers at the
-        first pass and kept for the whole fit.
+
+    The rows are persisted on the workers at the first pass and kept for the
+    whole fit.
     """
 
     name = "X"
 
-    def __init__(self, estimator, X, sample_weight=None, reset=False):
+    def __init__(self, X, sample_weight=None):
         X, names = _as_dask_array(X, self.name)
         n, d = X.shape
         self.n_samples = int(n)
         self.n_features = int(d)
         self.dtype = np.dtype(X.dtype)
-        cls = type(estimator).__name__
-        if reset:
-            estimator.n_features_in_ = self.n_features
-            if names is not None:
-                estimator.feature_names_in_ = names
-            elif hasattr(estimator, "feature_names_in_"):
-                del estimator.feature_names_in_
-        elif self.n_features != estimator.n_features_in_:
-            raise ValueError(
-                f"X has {self.n_features} features, but {cls} is expecting "
-                f"{estimator.n_features_in_} features as input.")
+        self.feature_names = names
         self.X = X
         self.sample_weight = self._weights(sample_weight)
         self._persisted = False
@@ -351,6 +342,17 @@ class DaskData(RowData):
 
     # -- the passes -----------------------------------------------------------
 
+    def e_pass_many(self, params_list):
+        """One E-step over all rows on the workers for every set of
+        parameters: merged SuffStats, one per set (each block's statistics
+        merged by the same fixed tree as a single fit's)."""
+        self._ensure_ready()
+        p = dask.delayed(list(params_list), pure=True)
+        stats = dask.delayed(_block_stats_many, pure=False, nout=len(params_list))
+        per_block = [stats(b, wb, p) for b, wb in zip(self._blocks(), self._weight_blocks())]
+        trees = [_tree([blk[i] for blk in per_block]) for i in range(len(params_list))]
+        return list(dask.compute(*trees))
+
     def e_pass(self, params):
         """One E-step over all rows on the workers: merged SuffStats."""
         self._ensure_ready()
@@ -369,7 +371,7 @@ class DaskData(RowData):
                  for b, wb in zip(self._blocks(), self._weight_blocks())]
         return _tree(parts).compute()
 
-    def collect(self, params, reduce, width, dtype):
+    def collect(self, params, reduce, width=None, dtype=np.float64):
         """A lazy Dask array: ``reduce`` of each block's weighted log
         probabilities, computed on the workers."""
         X = self.X

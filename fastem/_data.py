@@ -1,13 +1,27 @@
-"""Rows for the EM drivers: in-memory arrays and chunk sources behind one face.
+"""Rows for the EM driver: in-memory arrays, chunk sources and Dask
+collections behind one interface.
 
-A driver asks a :class:`RowData` for its chunks (each with its first row and
-its sample weights), for a random subsample of rows, and for the row count;
-it never cares whether the rows live in memory, in a file, or in a stream.
+:class:`RowData` is that interface, complete: the driver asks a data object
+for an E-step pass (:meth:`~RowData.e_pass`, or one pass for several sets of
+parameters, :meth:`~RowData.e_pass_many`), for per-row results of the
+E-step (:meth:`~RowData.collect`), for the statistics of the k-means start
+(:meth:`~RowData.hard_assignment_stats`), for a random subsample
+(:meth:`~RowData.sample`) and for mini-batches (:meth:`~RowData.minibatches`);
+it never asks which kind of data it holds.  :func:`as_data` builds the right
+one.  The base class implements every method over :meth:`~RowData.iter_chunks`
+(one pass over the chunks, in row order); :class:`ArrayData` and
+:class:`SourceData` use those, ``fastem._dask.DaskData`` computes where the
+rows live.
+
+Data objects never touch an estimator: :func:`as_data` returns the number of
+features and the feature names it found, and the estimator records or checks
+them.
 """
 
 import numpy as np
 
 from . import _estep
+from ._constants import CHUNK_ROWS
 from ._validation import check_finite, check_sample_weight, normalise_weights
 
 
@@ -36,7 +50,14 @@ def sample_indices(n, size, random_state):
 
 
 class RowData:
-    """Common interface; see :class:`ArrayData` and :class:`SourceData`."""
+    """The interface every kind of rows implements (see the module docstring).
+
+    Attributes: ``n_samples`` (None while unknown), ``n_features``, ``dtype``
+    (float32 or float64), ``name`` (for messages), ``sample_weight`` (the
+    normalised weights or None), ``weight_scale`` (the weights given are
+    ``sample_weight * weight_scale``), ``in_memory`` (rows can be drawn in
+    any order, as ``partial_fit`` needs), ``feature_names`` (or None).
+    """
 
     n_samples = None
     n_features = None
@@ -46,10 +67,58 @@ class RowData:
     # the weights given divided by this (see normalise_weights); sums of
     # weights and weighted log-likelihoods times it are those of the weights given
     weight_scale = 1.0
+    in_memory = False
+    feature_names = None
 
     def iter_chunks(self):
         """Yield (start_row, block, block_weights or None) in row order."""
         raise NotImplementedError  # pragma: no cover - interface
+
+    # -- passes over the rows -----------------------------------------------------
+
+    def e_pass(self, params):
+        """One E-step pass over every row: the :class:`SuffStats` under params."""
+        return self.e_pass_many([params])[0]
+
+    def e_pass_many(self, params_list):
+        """One pass over the rows feeding every set of parameters: a list of
+        SuffStats, each equal to :meth:`e_pass` of its parameters (the same
+        chunks in the same order)."""
+        accs = [_estep.StatsAccumulator(p, self.dtype) for p in params_list]
+        for _, block, w in self.iter_chunks():
+            for acc in accs:
+                acc.add(block, w)
+        return [acc.result() for acc in accs]
+
+    def collect(self, params, reduce, width=None, dtype=np.float64):
+        """``reduce`` applied to the weighted log probabilities (rows, K) of
+        bounded row chunks, stacked in row order (an ndarray; Dask: a lazy
+        array)."""
+        parts = []
+        for _, block, _ in self.iter_chunks():
+            for lo in range(0, block.shape[0], CHUNK_ROWS):
+                parts.append(reduce(_estep.weighted_log_prob(block[lo:lo + CHUNK_ROWS],
+                                                             params)))
+        if parts:
+            return np.concatenate(parts, axis=0)
+        shape = (0,) if width is None else (0, width)
+        return np.empty(shape, dtype=dtype)
+
+    def hard_assignment_stats(self, centers, covariance_type):
+        """Statistics with every row given wholly to its nearest centre (the
+        pass that ends the 'kmeans' initialisation)."""
+        acc = _estep.hard_assignment_accumulator(centers, covariance_type, self.dtype)
+        for _, block, w in self.iter_chunks():
+            _estep.add_hard_assignment(acc, block, w)
+        return acc.result()
+
+    def minibatches(self, batch_size, random_state):
+        """Mini-batches (rows, weights or None) of one pass: consecutive rows
+        of each chunk, in chunk order (in-memory arrays: a new random order
+        each pass)."""
+        for _, block, w in self.iter_chunks():
+            for lo in range(0, block.shape[0], batch_size):
+                yield block[lo:lo + batch_size], None if w is None else w[lo:lo + batch_size]
 
     def weights_of(self, lo, hi):
         return None if self.sample_weight is None else self.sample_weight[lo:hi]
@@ -101,7 +170,9 @@ def _unweighted(data, size, random_state):
 class ArrayData(RowData):
     """A validated in-memory array (or memmap), processed in row chunks."""
 
-    def __init__(self, X, sample_weight=None, chunk_size=_estep.PASS_CHUNK):
+    in_memory = True
+
+    def __init__(self, X, sample_weight=None, chunk_size=CHUNK_ROWS):
         self.X = X
         self.n_samples, self.n_features = X.shape
         self.dtype = X.dtype
@@ -116,6 +187,13 @@ class ArrayData(RowData):
 
     def take(self, idx):
         return np.ascontiguousarray(self.X[idx], dtype=np.float64)
+
+    def minibatches(self, batch_size, random_state):
+        order = random_state.permutation(self.n_samples)
+        for lo in range(0, self.n_samples, batch_size):
+            idx = np.sort(order[lo:lo + batch_size])
+            w = None if self.sample_weight is None else self.sample_weight[idx]
+            yield np.ascontiguousarray(self.X[idx]), w
 
 
 class SourceData(RowData):
@@ -173,3 +251,76 @@ class SourceData(RowData):
                     "(NaN or infinity) before fitting.")
             return S, None
         return super().sample(size, random_state)
+
+
+def as_data(X, sample_weight=None, *, chunk_size=None, validate_array=None):
+    """The :class:`RowData` for X: one factory for every kind of input.
+
+    Parameters
+    ----------
+    X : array-like, path, :class:`fastem.io.ChunkSource`, iterable of blocks,
+        h5py/zarr array, or Dask array/DataFrame
+    sample_weight : array-like of shape (n_samples,) or None
+    chunk_size : int or None
+        Rows per chunk of a streamed source.
+    validate_array : callable
+        ``validate_array(X) -> ndarray`` for in-memory input: the estimator's
+        scikit-learn validation (which records the feature names).
+
+    Returns
+    -------
+    RowData
+    """
+    if _is_dask(X):
+        from ._dask import DaskData
+
+        return DaskData(X, sample_weight)
+    if is_stream(X):
+        from . import io
+
+        return SourceData(io.chunks(X, chunk_size=chunk_size), sample_weight)
+    X = validate_array(X)
+    if sample_weight is None:
+        return ArrayData(X)
+    w, scale = normalise_weights(check_sample_weight(sample_weight, X.shape[0]))
+    data = ArrayData(X, w)
+    data.weight_scale = scale
+    return data
+
+
+def _is_dask(X):
+    import sys
+
+    if "dask" not in sys.modules:
+        return False
+    mod = type(X).__module__ or ""
+    return mod.startswith("dask.")
+
+
+def is_stream(X):
+    """Whether X is read chunk by chunk rather than validated in memory."""
+    import os
+
+    from . import io
+
+    if isinstance(X, (str, os.PathLike, io.ChunkSource)):
+        return True
+    if isinstance(X, (list, tuple)):
+        # a list of 2-D blocks is streamed block by block; a list of rows
+        # (or of numbers) is an array-like, validated in memory
+        return len(X) > 0 and np.ndim(X[0]) == 2
+    if isinstance(X, np.ndarray) or hasattr(X, "iloc"):
+        return False
+    import scipy.sparse
+
+    if scipy.sparse.issparse(X):
+        return False  # validation says dense data is required
+    if hasattr(X, "__next__"):
+        return True
+    if hasattr(X, "__iter__") and not hasattr(X, "shape") and not hasattr(X, "__array__") \
+            and not hasattr(X, "__array_interface__"):
+        # a re-iterable of blocks (each iteration yields the rows again)
+        return True
+    shape = getattr(X, "shape", None)
+    return (shape is not None and len(shape) == 2 and hasattr(X, "__getitem__")
+            and not hasattr(X, "__array_function__"))

@@ -6,11 +6,11 @@ inside a kernel.  The kernel module is imported on first use so that
 ``import fastem`` stays fast.
 """
 
-import contextlib
-import threading
 
 import numpy as np
 
+from ._constants import CHUNK_ROWS
+from ._threads import serial_if
 from ._suffstats import SuffStats
 
 # Rows per block: a fixed number, never derived from the thread count.
@@ -19,9 +19,6 @@ BLOCK_LARGE_D = 128
 # Blocks per parallel task: fixed, so that task boundaries fall on the same
 # rows whatever the chunking of the data (see StatsAccumulator).
 BLOCKS_PER_TASK = 16
-# Rows handed to one kernel call when an in-memory array is processed: bounds
-# the per-task partial statistics a call allocates.
-PASS_CHUNK = 65_536
 
 
 def kernels():
@@ -88,6 +85,26 @@ def projection(params, ref2, dtype):
     return _own(proj, dtype)
 
 
+def _zero_s2(covariance_type, K, d):
+    """The second-moment accumulator, one layout for every producer: (K, d, d)
+    for full, (1, d, d) for tied (the total scatter), (K, d) for diag and
+    spherical; full and tied fill the upper triangle only."""
+    if covariance_type == "full":
+        return np.zeros((K, d, d))
+    if covariance_type == "tied":
+        return np.zeros((1, d, d))
+    return np.zeros((K, d))
+
+
+def _finish_s2(covariance_type, s2):
+    """The accumulator as SuffStats holds it: symmetric, (d, d) for tied."""
+    if covariance_type == "full":
+        return _upper_to_full(s2)
+    if covariance_type == "tied":
+        return _upper_to_full(s2)[0]
+    return s2.copy()
+
+
 def _upper_to_full(s2):
     """Fill the lower triangles of (K, d, d) from the upper triangles."""
     return np.triu(s2) + np.swapaxes(np.triu(s2, 1), -1, -2)
@@ -133,12 +150,7 @@ class StatsAccumulator:
         self._task_rows = task_rows(d) if rows_per_task is None else int(rows_per_task)
         self.nk = np.zeros(K)
         self.s1 = np.zeros((K, d))
-        if ct == "full":
-            self.s2 = np.zeros((K, d, d))
-        elif ct == "tied":
-            self.s2 = np.zeros((1, d, d))
-        else:
-            self.s2 = np.zeros((K, d))
+        self.s2 = _zero_s2(ct, K, d)
         self._acc = np.zeros(2)
         self.weight_sum = 0.0
         self.n_rows = 0
@@ -152,7 +164,7 @@ class StatsAccumulator:
             raise TypeError(f"chunk dtype {X.dtype} differs from the pass's {self.dtype}")
         k = self._k
         w = _weights_arg(sample_weight)
-        with _serial_if(n <= self._task_rows):
+        with serial_if(n <= self._task_rows):
             self._run(k, X, w)
         self.weight_sum += float(n) if sample_weight is None else float(np.sum(w))
         self.n_rows += n
@@ -178,12 +190,7 @@ class StatsAccumulator:
                 "range of the model. Scale the input data or check the initial "
                 "parameters.")
         ct = self.covariance_type
-        s2 = self.s2
-        if ct == "full":
-            s2 = _upper_to_full(s2)
-        elif ct == "tied":
-            s2 = _upper_to_full(s2)[0]
-        return SuffStats(ct, self.nk.copy(), self.s1.copy(), s2,
+        return SuffStats(ct, self.nk.copy(), self.s1.copy(), _finish_s2(ct, self.s2),
                          self._means.astype(np.float64),
                          self._ref2.astype(np.float64), float(self._acc[0]),
                          self.weight_sum, self.n_rows)
@@ -209,7 +216,7 @@ def compute_stats(X, params, sample_weight=None):
     SuffStats
     """
     acc = StatsAccumulator(params, X.dtype)
-    for lo, hi in _row_slices(X.shape[0], PASS_CHUNK):
+    for lo, hi in _row_slices(X.shape[0], CHUNK_ROWS):
         acc.add(X[lo:hi], None if sample_weight is None else sample_weight[lo:hi])
     return acc.result()
 
@@ -237,6 +244,7 @@ class RespAccumulator:
     def __init__(self, ref, covariance_type, dtype, ref2=None):
         self.covariance_type = covariance_type
         self.dtype = np.dtype(dtype)
+        self.centers = np.asarray(ref, dtype=np.float64)
         # the references in the data's precision, as the E-step uses them
         self.ref = _own(ref, self.dtype).astype(np.float64)
         K, d = self.ref.shape
@@ -245,12 +253,7 @@ class RespAccumulator:
         self.ref2 = _own(ref2, self.dtype).astype(np.float64)
         self.nk = np.zeros(K)
         self.s1 = np.zeros((K, d))
-        if covariance_type == "full":
-            self.s2 = np.zeros((K, d, d))
-        elif covariance_type == "tied":
-            self.s2 = np.zeros((d, d))
-        else:
-            self.s2 = np.zeros((K, d))
+        self.s2 = _zero_s2(covariance_type, K, d)
         self.weight_sum = 0.0
         self.n_rows = 0
 
@@ -314,15 +317,51 @@ class RespAccumulator:
     def _add_scatter(self, x, wrow):
         """Tied: the total scatter around ref2 weighted by the row weights."""
         diff = x - self.ref2
-        self.s2 += (diff * wrow[:, None]).T @ diff
+        self.s2[0] += (diff * wrow[:, None]).T @ diff
 
     def result(self):
         ct = self.covariance_type
-        s2 = self.s2.copy()
-        if ct in ("full", "tied"):
-            s2 = _upper_to_full(s2) if ct == "full" else _upper_to_full(s2[None])[0]
-        return SuffStats(ct, self.nk.copy(), self.s1.copy(), s2, self.ref.copy(),
-                         self.ref2.copy(), 0.0, self.weight_sum, self.n_rows)
+        return SuffStats(ct, self.nk.copy(), self.s1.copy(), _finish_s2(ct, self.s2),
+                         self.ref.copy(), self.ref2.copy(), 0.0, self.weight_sum,
+                         self.n_rows)
+
+
+def nearest_centre(X, centers, origin):
+    """Index of each row's nearest centre and its squared distance.
+
+    Distances are formed as ||x - o||^2 - 2 (x - o).(c - o) + ||c - o||^2 with
+    one BLAS product, after moving the origin to ``origin`` (the data's mean):
+    data far from zero then lose no precision to cancellation.  Rows are
+    handled in bounded chunks (no n_samples x n_components array).
+    """
+    n = X.shape[0]
+    C = np.asarray(centers, dtype=np.float64) - origin
+    cc = np.einsum("ij,ij->i", C, C)
+    labels = np.empty(n, dtype=np.int64)
+    dist = np.empty(n)
+    for lo in range(0, n, CHUNK_ROWS):
+        hi = min(n, lo + CHUNK_ROWS)
+        x = np.asarray(X[lo:hi], dtype=np.float64) - origin
+        D = x @ (-2.0 * C.T)
+        D += cc
+        lab = np.argmin(D, axis=1)
+        labels[lo:hi] = lab
+        best = D[np.arange(hi - lo), lab] + np.einsum("ij,ij->i", x, x)
+        dist[lo:hi] = np.maximum(best, 0.0)
+    return labels, dist
+
+
+def hard_assignment_accumulator(centers, covariance_type, dtype):
+    """A :class:`RespAccumulator` for rows given wholly to their nearest
+    centre (see :func:`add_hard_assignment`)."""
+    centers = np.asarray(centers, dtype=np.float64)
+    return RespAccumulator(centers, covariance_type, dtype, centers.mean(axis=0))
+
+
+def add_hard_assignment(acc, X, sample_weight=None):
+    """Add rows X, each given wholly to the nearest of ``acc``'s centres."""
+    labels, _ = nearest_centre(X, acc.centers, acc.centers.mean(axis=0))
+    acc.add_hard(X, labels, sample_weight)
 
 
 def stats_from_resp(X, resp, ref, covariance_type, ref2=None):
@@ -362,95 +401,3 @@ def _weights_arg(sample_weight):
     if sample_weight is None:
         return np.empty(0)
     return np.ascontiguousarray(sample_weight, dtype=np.float64)
-
-
-@contextlib.contextmanager
-def thread_limits(n_jobs):
-    """Run Numba kernels with ``n_jobs`` threads and BLAS with one thread.
-
-    ``n_jobs=None`` keeps Numba's current setting; negative values count from
-    the number of available threads (-1: all).  The previous settings are
-    restored on exit.
-
-    Numba's thread count is per calling thread, so concurrent fits and
-    predictions in several threads each get their own.  The BLAS limit is
-    process-wide: it is taken by the first caller and given back by the last
-    one (a count under a lock), so that overlapping calls from several
-    threads can never leave BLAS limited after they all return.
-    """
-    import numba
-
-    previous = numba.get_num_threads()
-    n = resolve_n_jobs(n_jobs)
-    _blas_enter()
-    try:
-        numba.set_num_threads(n if n is not None else previous)
-        yield
-    finally:
-        numba.set_num_threads(previous)
-        _blas_exit()
-
-
-_BLAS_LOCK = threading.Lock()
-_BLAS_STATE = {"users": 0, "limiter": None}
-
-
-def _blas_enter():
-    with _BLAS_LOCK:
-        if _BLAS_STATE["users"] == 0:
-            _BLAS_STATE["limiter"] = _blas_controller().limit(limits=1, user_api="blas")
-        _BLAS_STATE["users"] += 1
-
-
-def _blas_exit():
-    with _BLAS_LOCK:
-        _BLAS_STATE["users"] -= 1
-        if _BLAS_STATE["users"] == 0:
-            limiter, _BLAS_STATE["limiter"] = _BLAS_STATE["limiter"], None
-            limiter.restore_original_limits()
-
-
-_CONTROLLER = []
-_CONTROLLER_LOCK = threading.Lock()
-
-
-@contextlib.contextmanager
-def _serial_if(condition):
-    """Run a kernel on the calling thread only, when there is one task's worth
-    of rows: waking idle threads would cost more than the work (and much more
-    on a busy machine).  Results do not depend on the thread count."""
-    if not condition:
-        yield
-        return
-    import numba
-
-    previous = numba.get_num_threads()
-    numba.set_num_threads(1)
-    try:
-        yield
-    finally:
-        numba.set_num_threads(previous)
-
-
-def _blas_controller():
-    """One threadpoolctl controller per process: scanning the loaded
-    libraries costs milliseconds, too much for every mini-batch."""
-    with _CONTROLLER_LOCK:
-        if not _CONTROLLER:
-            from threadpoolctl import ThreadpoolController
-
-            _CONTROLLER.append(ThreadpoolController())
-    return _CONTROLLER[0]
-
-
-def resolve_n_jobs(n_jobs):
-    import numba
-
-    if n_jobs is None:
-        return None
-    top = numba.config.NUMBA_NUM_THREADS
-    if n_jobs < 0:
-        n = top + 1 + n_jobs
-    else:
-        n = n_jobs
-    return max(1, min(int(n), top))

@@ -14,6 +14,8 @@ import math
 import numpy as np
 
 from . import _estep
+from ._constants import CHUNK_ROWS
+from ._validation import check_enough_rows
 
 # Rows of the subsample that k-means runs on: enough for stable centres,
 # bounded so that initialisation never dominates a fit.
@@ -21,7 +23,6 @@ KMEANS_SAMPLE_MIN = 20_000
 KMEANS_SAMPLE_PER_COMPONENT = 500
 KMEANS_MAX_ITER = 100
 KMEANS_TOL = 1e-4
-RESP_CHUNK = 65_536
 
 
 def subsample_size(n_samples, n_components):
@@ -64,31 +65,6 @@ def kmeans_plusplus(S, n_clusters, random_state, weights=None):
     return np.asarray(idx, dtype=np.int64)
 
 
-def nearest_centre(X, centers, origin):
-    """Index of each row's nearest centre and its squared distance.
-
-    Distances are formed as ||x - o||^2 - 2 (x - o).(c - o) + ||c - o||^2 with
-    one BLAS product, after moving the origin to ``origin`` (the data's mean):
-    data far from zero then lose no precision to cancellation.  Rows are
-    handled in bounded chunks (no n_samples x n_components array).
-    """
-    n = X.shape[0]
-    C = np.asarray(centers, dtype=np.float64) - origin
-    cc = np.einsum("ij,ij->i", C, C)
-    labels = np.empty(n, dtype=np.int64)
-    dist = np.empty(n)
-    for lo in range(0, n, RESP_CHUNK):
-        hi = min(n, lo + RESP_CHUNK)
-        x = np.asarray(X[lo:hi], dtype=np.float64) - origin
-        D = x @ (-2.0 * C.T)
-        D += cc
-        lab = np.argmin(D, axis=1)
-        labels[lo:hi] = lab
-        best = D[np.arange(hi - lo), lab] + np.einsum("ij,ij->i", x, x)
-        dist[lo:hi] = np.maximum(best, 0.0)
-    return labels, dist
-
-
 def lloyd(S, centers, max_iter=KMEANS_MAX_ITER, tol=KMEANS_TOL, weights=None):
     """(Weighted) Lloyd iterations on the subsample S (float64); returns the
     centres.
@@ -103,7 +79,7 @@ def lloyd(S, centers, max_iter=KMEANS_MAX_ITER, tol=KMEANS_TOL, weights=None):
     origin = S.mean(axis=0)
     scale = tol * float(np.mean(np.var(S, axis=0))) if m > 1 else 0.0
     for _ in range(max_iter):
-        labels, dist = nearest_centre(S, centers, origin)
+        labels, dist = _estep.nearest_centre(S, centers, origin)
         counts = np.bincount(labels, weights=w, minlength=K)
         new = centers.copy()
         filled = counts > 0
@@ -140,21 +116,17 @@ def initial_stats(data, n_components, covariance_type, init_params, random_state
     ct = covariance_type
     if init_params == "random":
         return _random_resp_stats(data, K, ct, random_state)
-    size = KMEANS_SAMPLE_MIN if data.n_samples is None else subsample_size(
-        data.n_samples, K)
+    # a source of unknown length (CSV, iterables) is sampled as one of
+    # unbounded length: all its rows when it has fewer than the sample size,
+    # so that too few rows are reported with their true count
+    n = data.n_samples if data.n_samples is not None else np.iinfo(np.int64).max
+    size = subsample_size(n, K)
     S, Sw = data.sample(size, random_state)
-    if S.shape[0] < K:
-        raise ValueError(
-            f"Expected n_samples >= n_components but got n_components = {K}, "
-            f"n_samples = {S.shape[0]}")
+    check_enough_rows(S.shape[0], K)
     if init_params == "kmeans":
         seeds = kmeans_plusplus(S, K, random_state, Sw)
         centers = lloyd(S, S[seeds], weights=Sw)
-        custom = getattr(data, "hard_assignment_stats", None)
-        if custom is not None:
-            # computed where the rows live (Dask workers)
-            return custom(centers, ct)
-        return _hard_assignment_stats(data, centers, ct)
+        return data.hard_assignment_stats(centers, ct)
     if init_params == "k-means++":
         idx = kmeans_plusplus(S, K, random_state, Sw)
     elif init_params == "random_from_data":
@@ -187,8 +159,8 @@ def _random_resp_stats(data, K, ct, random_state):
     refs = np.repeat(ref[None], K, axis=0)
     acc = _estep.RespAccumulator(refs, ct, data.dtype, ref)
     for lo, block, w in data.iter_chunks():
-        for a in range(0, block.shape[0], RESP_CHUNK):
-            b = min(block.shape[0], a + RESP_CHUNK)
+        for a in range(0, block.shape[0], CHUNK_ROWS):
+            b = min(block.shape[0], a + CHUNK_ROWS)
             resp = random_state.uniform(size=(b - a, K))
             resp /= resp.sum(axis=1)[:, None]
             if w is not None:
@@ -208,14 +180,3 @@ def _weighted_mean(data):
             acc += w @ block.astype(np.float64)
             tot += w.sum()
     return acc / tot
-
-
-def _hard_assignment_stats(data, centers, covariance_type):
-    """Statistics of the rows with each row given wholly to its nearest centre."""
-    centers = np.asarray(centers, dtype=np.float64)
-    origin = centers.mean(axis=0)
-    acc = _estep.RespAccumulator(centers, covariance_type, data.dtype, origin)
-    for lo, block, w in data.iter_chunks():
-        labels, _ = nearest_centre(block, centers, origin)
-        acc.add_hard(block, labels, w)
-    return acc.result()

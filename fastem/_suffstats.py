@@ -23,7 +23,7 @@ from dataclasses import dataclass
 import numpy as np
 from scipy import linalg
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+from ._constants import COVARIANCE_TYPES  # noqa: F401 (its users import it from here)
 
 _ILL_DEFINED = (
     "Fitting the mixture model failed because some components have "

@@ -5,6 +5,8 @@ import numbers
 import numpy as np
 from sklearn.utils.validation import validate_data
 
+from ._constants import COVARIANCE_TYPES, INIT_PARAMS
+
 
 
 def validate_X(estimator, X, reset, min_samples=1):
@@ -126,3 +128,165 @@ def check_weight_values(w, offset=0):
         i = int(np.flatnonzero(w < 0)[0])
         raise ValueError(f"Negative values in sample_weight are not allowed: "
                          f"sample_weight[{offset + i}] = {float(w[i])!r}.")
+
+
+def check_enough_rows(n_samples, n_components, context=""):
+    """scikit-learn's check (and message) that a fit has enough rows; a
+    ``n_samples`` of None (not known yet) passes.  ``context`` starts the
+    message (e.g. "The first mini-batch initialises the model: ")."""
+    if n_samples is not None and n_samples < n_components:
+        expected = "expected" if context else "Expected"
+        raise ValueError(
+            f"{context}{expected} n_samples >= n_components but got n_components = "
+            f"{n_components}, n_samples = {n_samples}")
+
+
+# -- estimator parameters ---------------------------------------------------------
+
+def _check_int(name, value, low, allow_none=False):
+    if allow_none and value is None:
+        return
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < low:
+        raise ValueError(
+            f"The '{name}' parameter of {{cls}} must be an int in the range "
+            f"[{low}, inf). Got {value!r} instead.")
+
+
+def _check_real(name, value, low):
+    if (isinstance(value, bool) or not isinstance(value, numbers.Real)
+            or not np.isfinite(value) or value < low):
+        raise ValueError(
+            f"The '{name}' parameter of {{cls}} must be a finite float >= {low}. "
+            f"Got {value!r} instead.")
+
+
+def check_base_parameters(est):
+    """The parameters every fastem mixture shares, with scikit-learn's texts
+    (``The 'name' parameter of Class must be ...``)."""
+    cls = type(est).__name__
+    try:
+        _check_int("n_components", est.n_components, 1)
+        _check_real("tol", est.tol, 0.0)
+        _check_real("reg_covar", est.reg_covar, 0.0)
+        _check_int("max_iter", est.max_iter, 0)
+        _check_int("verbose", est.verbose, 0)
+        _check_int("verbose_interval", est.verbose_interval, 1)
+        if hasattr(est, "n_init"):
+            _check_int("n_init", est.n_init, 1)
+        _check_int("chunk_size", getattr(est, "chunk_size", None), 1, allow_none=True)
+        prog = getattr(est, "progress", False)
+        if not isinstance(prog, (bool, np.bool_)):
+            raise ValueError(f"The 'progress' parameter of {{cls}} must be a bool. "
+                             f"Got {prog!r} instead.")
+    except ValueError as exc:
+        raise ValueError(str(exc).replace("{cls}", cls)) from None
+    for name in ("weights_init", "means_init", "precisions_init"):
+        value = getattr(est, name, None)
+        if value is not None and (np.isscalar(value) or not (
+                hasattr(value, "__len__") or hasattr(value, "shape")
+                or hasattr(value, "__array__"))):
+            raise ValueError(f"The '{name}' parameter of {cls} must be an "
+                             f"array-like or None. Got {value!r} instead.")
+    if est.covariance_type not in COVARIANCE_TYPES:
+        raise ValueError(
+            f"The 'covariance_type' parameter of {cls} must be one of "
+            f"{COVARIANCE_TYPES}. Got {est.covariance_type!r} instead.")
+    if est.init_params not in INIT_PARAMS:
+        raise ValueError(
+            f"The 'init_params' parameter of {cls} must be one of "
+            f"{INIT_PARAMS}. Got {est.init_params!r} instead.")
+    nj = est.n_jobs
+    if nj is not None and (isinstance(nj, bool) or not isinstance(nj, numbers.Integral)
+                           or nj == 0):
+        raise ValueError(
+            f"The 'n_jobs' parameter of {cls} must be None or a non-zero int "
+            f"(-1 for all cores). Got {nj!r} instead.")
+
+
+def check_initial_parameters(est, n_features):
+    """Validate weights_init, means_init and precisions_init.
+
+    The checks and their messages are scikit-learn's (``_check_weights``,
+    ``_check_means``, ``_check_precisions``), word for word, so that code
+    and tests written against scikit-learn see the same errors.
+    """
+    K = est.n_components
+    d = n_features
+    weights = means = precisions = None
+    if est.weights_init is not None:
+        weights = _init_array(est.weights_init)
+        _check_init_shape(weights, (K,), "weights")
+        if np.any(weights < 0.0) or np.any(weights > 1.0):
+            # scikit-learn prints the minimum as "max value" and the
+            # maximum as "min value"; kept so that the texts are equal
+            raise ValueError(
+                "The parameter 'weights' should be in the range [0, 1], but got "
+                "max value %.5f, min value %.5f" % (weights.min(), weights.max()))
+        atol = 1e-6 if weights.dtype == np.float32 else 1e-8
+        if not np.allclose(float(np.abs(1.0 - weights.sum())), 0.0, atol=atol):
+            raise ValueError(
+                "The parameter 'weights' should be normalized, but got "
+                "sum(weights) = %.5f" % weights.sum())
+        weights = weights.astype(np.float64)
+    if est.means_init is not None:
+        means = _init_array(est.means_init).astype(np.float64)
+        _check_init_shape(means, (K, d), "means")
+    if est.precisions_init is not None:
+        precisions = _init_array(est.precisions_init,
+                                 allow_nd=est.covariance_type == "full")
+        shapes = {"full": (K, d, d), "tied": (d, d), "diag": (K, d),
+                  "spherical": (K,)}
+        _check_init_shape(precisions, shapes[est.covariance_type],
+                          f"{est.covariance_type} precision")
+        precisions = precisions.astype(np.float64)
+        _check_precisions(precisions, est.covariance_type)
+    return weights, means, precisions
+
+# -- helpers -------------------------------------------------------------
+
+
+def _init_array(value, allow_nd=False):
+    """An initial parameter as a float64/float32 array, finite (scikit-learn's checks)."""
+    from sklearn.utils import check_array
+
+    return check_array(value, dtype=[np.float64, np.float32], ensure_2d=False,
+                       allow_nd=allow_nd, copy=True)
+
+
+def _check_init_shape(param, shape, name):
+    if param.shape != shape:
+        raise ValueError(
+            f"The parameter '{name}' should have the shape of {shape}, but got "
+            f"{param.shape}")
+
+
+def _check_precisions(precisions, covariance_type):
+    if covariance_type in ("diag", "spherical"):
+        if np.any(precisions <= 0.0):
+            raise ValueError(f"'{covariance_type} precision' should be positive")
+        return
+    mats = precisions if covariance_type == "full" else precisions[None]
+    for p in mats:
+        if not (np.allclose(p, p.T) and np.all(np.linalg.eigvalsh(p) > 0.0)):
+            raise ValueError(
+                f"'{covariance_type} precision' should be symmetric, positive-definite")
+
+
+def precision_cholesky_from_precisions(precisions, covariance_type):
+    """Cholesky factors (scikit-learn layout) and covariances from precisions."""
+    if covariance_type in ("diag", "spherical"):
+        return np.sqrt(precisions), 1.0 / precisions
+    mats = precisions if covariance_type == "full" else precisions[None]
+    d = mats.shape[-1]
+    pcs = np.empty_like(mats)
+    covs = np.empty_like(mats)
+    for k, p in enumerate(mats):
+        # upper-triangular U with U U^T = P: flip, lower Cholesky, flip back
+        flipped = np.linalg.cholesky(p[::-1, ::-1])
+        pcs[k] = flipped[::-1, ::-1]
+        covs[k] = np.linalg.inv(p)
+        covs[k] = 0.5 * (covs[k] + covs[k].T)
+    del d
+    if covariance_type == "tied":
+        return pcs[0], covs[0]
+    return pcs, covs

@@ -13,17 +13,13 @@ over the steps (Polyak-Ruppert).  The kernels and the M-step are the ones of
 """
 
 import numbers
-import time
-import warnings
 
 import numpy as np
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from . import _estep, _init
+from . import _em, _init, _threads
+from ._validation import check_enough_rows
 from ._data import ArrayData
-from ._progress import progress_bar
-from ._suffstats import GaussianParams, precision_cholesky
 from .mixture import _MixtureBase
 
 
@@ -153,10 +149,6 @@ class MiniBatchGaussianMixture(_MixtureBase):
 
     # -- state ---------------------------------------------------------------
 
-    def _fresh_state(self):
-        return {"iterate": None, "stats": None, "avg": None, "n_avg": 0,
-                "n_steps": 0, "n_rows": 0}
-
     def _get_state(self):
         return {"iterate": self._iterate, "stats": self._stats, "avg": self._avg,
                 "n_avg": self._n_avg, "n_steps": self.n_steps_,
@@ -182,46 +174,14 @@ class MiniBatchGaussianMixture(_MixtureBase):
 
     # -- one step ------------------------------------------------------------
 
-    def _step(self, state, X, w):
-        """Blend one mini-batch into a copy of state; returns (state, batch ll)."""
-        params = state["iterate"]
-        d = X.shape[1]
-        # a mini-batch is often a single fixed-size task: split it in two-block
-        # tasks so that every thread has work
-        acc = _estep.StatsAccumulator(params, X.dtype,
-                                      rows_per_task=2 * _estep.block_size(d))
-        acc.add(X, w)
-        batch = acc.result()
-        ll = batch.mean_loglik()
-        batch = batch.scale(1.0 / batch.weight_sum)
-        t = state["n_steps"] + 1
-        running = state["stats"]
-        if running is None:
-            blended = batch
-        elif t <= self.burn_in:
-            blended = running.scale((t - 1) / t).merge(batch.scale(1.0 / t))
-        else:
-            rho = (t - self.burn_in + self.learning_offset) ** (-self.learning_decay)
-            blended = running.scale(1.0 - rho).merge(batch.scale(rho))
-        new = dict(state)
-        new["n_steps"] = t
-        new["n_rows"] = state["n_rows"] + X.shape[0]
-        if t >= self.burn_in:
-            iterate = blended.m_step(self.reg_covar)
-            ref2 = iterate.weights @ iterate.means
-            blended = blended.recenter(iterate.means, ref2)
-            new["iterate"] = iterate
-            start = self._average_start()
-            if start is not None and t >= start:
-                new["avg"], new["n_avg"] = _average(state["avg"], state["n_avg"], iterate)
-        new["stats"] = blended
-        return new, ll
+    def _stepwise(self):
+        """The stepwise-EM schedule of this estimator's parameters."""
+        return _em.StepwiseEM(self.reg_covar, self.burn_in, self.learning_offset,
+                              self.learning_decay, self._average_start())
 
     def _initial_state(self, data, rng):
         inits = self._check_initial_parameters(data.n_features)
-        state = self._fresh_state()
-        state["iterate"] = self._initial_params(data, rng, inits)
-        return state
+        return _em.StepwiseEM.fresh_state(self._initial_params(data, rng, inits))
 
     # -- public API ----------------------------------------------------------
 
@@ -252,22 +212,19 @@ class MiniBatchGaussianMixture(_MixtureBase):
                  getattr(self, "feature_names_in_", None))
         try:
             data = self._as_data(X, sample_weight, reset=first)
-            if not isinstance(data, ArrayData):
+            if not data.in_memory:
                 raise TypeError("partial_fit takes an in-memory mini-batch (array-like); "
                                 "use fit() for files and chunk sources.")
-            with _estep.thread_limits(self.n_jobs), self._announce_compiles():
+            with _threads.thread_limits(self.n_jobs), self._announce_compiles():
                 if first:
                     rng = check_random_state(self.random_state)
-                    if data.n_samples < self.n_components:
-                        raise ValueError(
-                            "The first mini-batch initialises the model: expected "
-                            f"n_samples >= n_components but got n_components = "
-                            f"{self.n_components}, n_samples = {data.n_samples}")
+                    check_enough_rows(data.n_samples, self.n_components,
+                                      "The first mini-batch initialises the model: ")
                     state = self._initial_state(data, rng)
                 else:
                     rng = self._rng
                     state = self._get_state()
-                state, ll = self._step(state, data.X, data.sample_weight)
+                state, ll = self._stepwise().step(state, data.X, data.sample_weight)
         except BaseException:
             if first:
                 # undo what validation set on a fresh estimator
@@ -301,83 +258,31 @@ class MiniBatchGaussianMixture(_MixtureBase):
         self._check_online_parameters()
         data = self._as_data(X, sample_weight, reset=True)
         rng = check_random_state(self.random_state)
-        bounds = []
-        converged = False
-        with _estep.thread_limits(self.n_jobs), self._announce_compiles():
+        with _threads.thread_limits(self.n_jobs), self._announce_compiles():
             size = _init.subsample_size(data.n_samples or _init.KMEANS_SAMPLE_MIN,
                                         self.n_components)
             S, Sw = data.sample(size, rng)
-            if S.shape[0] < self.n_components:
-                raise ValueError(
-                    f"Expected n_samples >= n_components but got n_components = "
-                    f"{self.n_components}, n_samples = {S.shape[0]}")
+            check_enough_rows(S.shape[0], self.n_components)
             sample = ArrayData(np.ascontiguousarray(S, dtype=data.dtype), Sw)
             state = self._initial_state(sample, rng)
-            prev = -np.inf
-            t0 = time.perf_counter()
-            n_pass = 0
             per_pass = (None if data.n_samples is None
                         else -(-data.n_samples // self.batch_size))
-            bar = progress_bar(self.progress,
-                               total=None if per_pass is None else per_pass * self.max_iter,
-                               desc="online EM", unit="batch")
-            for n_pass in range(1, self.max_iter + 1):
-                total = 0.0
-                weight = 0.0
-                for Xb, wb in self._batches(data, rng):
-                    state, ll = self._step(state, Xb, wb)
-                    bw = Xb.shape[0] if wb is None else float(np.sum(wb))
-                    total += ll * bw
-                    weight += bw
-                    bar.update(1)
-                bar.set_postfix_str(f"pass {n_pass}, loglik {total / max(weight, 1e-300):.6g}")
-                mean_ll = total / weight if weight > 0 else -np.inf
-                bounds.append(mean_ll)
-                if self.verbose and n_pass % self.verbose_interval == 0:
-                    print(f"  Pass {n_pass}\t time lapse {time.perf_counter() - t0:.5f}s"
-                          f"\t ll change {mean_ll - prev:.5f}")
-                if abs(mean_ll - prev) < self.tol:
-                    converged = True
-                    break
-                prev = mean_ll
-            bar.close()
+            report = _em.Report(self.verbose, self.verbose_interval, self.progress,
+                                total=None if per_pass is None else per_pass * self.max_iter,
+                                desc="online EM", unit="batch")
+            try:
+                state, bounds, n_pass, converged = self._stepwise().passes(
+                    state, data, rng, self.batch_size, self.max_iter, self.tol, report)
+            finally:
+                report.bar.close()
         self._rng = rng
         self._commit(state, bounds[-1] if bounds else -np.inf)
         self.lower_bounds_ = bounds
         self.n_iter_ = n_pass
         self.converged_ = converged
-        if not converged and self.max_iter > 1:
-            warnings.warn(
-                f"MiniBatchGaussianMixture did not converge in {self.max_iter} passes "
-                f"(tol={self.tol}). Increase max_iter or tol.", ConvergenceWarning,
-                stacklevel=2)
+        # a pass's change can only be measured from the second pass on
+        _em.warn_not_converged(
+            converged, self.max_iter,
+            f"MiniBatchGaussianMixture did not converge in {self.max_iter} passes "
+            f"(tol={self.tol}). Increase max_iter or tol.", min_iter=2, stacklevel=4)
         return self
-
-    def _batches(self, data, rng):
-        """Mini-batches (rows, weights) of one pass."""
-        bs = self.batch_size
-        if isinstance(data, ArrayData):
-            order = rng.permutation(data.n_samples)
-            for lo in range(0, data.n_samples, bs):
-                idx = np.sort(order[lo:lo + bs])
-                w = None if data.sample_weight is None else data.sample_weight[idx]
-                yield np.ascontiguousarray(data.X[idx]), w
-            return
-        for _, block, w in data.iter_chunks():
-            for lo in range(0, block.shape[0], bs):
-                yield block[lo:lo + bs], None if w is None else w[lo:lo + bs]
-
-
-def _average(avg, n_avg, params):
-    """Running average of parameters (Polyak-Ruppert)."""
-    m = n_avg + 1
-    if avg is None:
-        return GaussianParams(params.covariance_type, params.weights.copy(),
-                              params.means.copy(), params.covariances.copy(),
-                              params.precisions_cholesky.copy()), m
-    f = 1.0 / m
-    weights = avg.weights + f * (params.weights - avg.weights)
-    means = avg.means + f * (params.means - avg.means)
-    covs = avg.covariances + f * (params.covariances - avg.covariances)
-    return GaussianParams(params.covariance_type, weights, means, covs,
-                          precision_cholesky(covs, params.covariance_type)), m

@@ -13,7 +13,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
 from ._suffstats import COVARIANCE_TYPES
-from .mixture import GaussianMixture, fit_sharing_passes, is_stream
+from ._data import is_stream
+from .mixture import GaussianMixture, fit_sharing_passes
 
 __all__ = ["CRITERIA", "HELDOUT_SAMPLE_SIZE", "SelectionResult", "select_model"]
 

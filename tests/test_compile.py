@@ -94,7 +94,8 @@ def test_read_only_install_caches_in_user_cache_dir(tmp_path):
     # package is made read-only; root can write anywhere, so there a plain
     # file takes the place of the __pycache__ folder, which defeats it the
     # same way
-    (site / "fastem" / "__pycache__").write_text("not a folder")
+    for folder in [site / "fastem", *(p for p in (site / "fastem").rglob("*") if p.is_dir())]:
+        (folder / "__pycache__").write_text("not a folder")
     if os.geteuid() != 0:
         for p in sorted(site.rglob("*"), reverse=True):
             p.chmod(0o555 if p.is_dir() else 0o444)

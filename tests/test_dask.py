@@ -15,7 +15,7 @@ from conftest import (COVARIANCE_TYPES, DTYPES, assert_rel, em_tol,  # noqa: E40
                       make_blobs)
 
 from fastem import GaussianMixture  # noqa: E402
-from fastem import _dask, _init  # noqa: E402
+from fastem import _dask  # noqa: E402
 from fastem._data import ArrayData  # noqa: E402
 
 no_convergence = pytest.mark.filterwarnings(
@@ -204,7 +204,7 @@ def test_integer_and_column_chunked_input(data):
     ref = GaussianMixture(**kw).fit(Xi)
     gm = GaussianMixture(**kw).fit(dX)
     assert_same_model(gm, ref, _rtol(Xi.astype(np.float64)))  # other grouping
-    data_ = _dask.DaskData(gm, dX)
+    data_ = _dask.DaskData(dX)
     assert data_.dtype == np.float64 and len(data_.X.chunks[1]) == 1
 
 
@@ -263,8 +263,7 @@ def test_sample_weight_errors(data):
 
 def test_iter_chunks_and_sample_match_array_data(data):
     w = np.random.default_rng(2).uniform(size=N)
-    gm = GaussianMixture(3)
-    dd = _dask.DaskData(gm, da.from_array(data, chunks=CHUNK), w, reset=True)
+    dd = _dask.DaskData(da.from_array(data, chunks=CHUNK), w)
     starts = []
     for start, block, bw in dd.iter_chunks():
         starts.append(start)
@@ -272,7 +271,7 @@ def test_iter_chunks_and_sample_match_array_data(data):
         np.testing.assert_array_equal(bw, w[start:start + block.shape[0]])
         assert block.flags.c_contiguous
     assert starts == list(range(0, N, CHUNK))
-    dd = _dask.DaskData(gm, da.from_array(data, chunks=CHUNK), reset=True)
+    dd = _dask.DaskData(da.from_array(data, chunks=CHUNK))
     ad = ArrayData(data)
     S1, _ = dd.sample(500, np.random.RandomState(4))
     S2, _ = ad.sample(500, np.random.RandomState(4))
@@ -282,9 +281,9 @@ def test_iter_chunks_and_sample_match_array_data(data):
 @pytest.mark.parametrize("ct", COVARIANCE_TYPES)
 def test_hard_assignment_stats_match_in_memory(data, ct):
     centers = CENTERS + 0.3
-    dd = _dask.DaskData(GaussianMixture(3), da.from_array(data, chunks=CHUNK), reset=True)
+    dd = _dask.DaskData(da.from_array(data, chunks=CHUNK))
     got = dd.hard_assignment_stats(centers, ct)
-    want = _init._hard_assignment_stats(ArrayData(data), centers, ct)
+    want = ArrayData(data).hard_assignment_stats(centers, ct)
     for f in ("nk", "s1", "s2", "ref", "ref2"):
         assert_rel(getattr(got, f), getattr(want, f), 1e-12, f)
     assert got.n_rows == N

@@ -14,7 +14,7 @@ import pytest
 import threadpoolctl
 
 import fastem
-from fastem import _estep
+from fastem import _estep, _threads
 from fastem import _kernels as K
 
 ESTIMATORS = [fastem.GaussianMixture, fastem.MiniBatchGaussianMixture]
@@ -214,7 +214,7 @@ def test_concurrent_predicts_restore_blas_threads():
         try:
             for _ in range(20):
                 gm.predict(X)
-                with _estep.thread_limits(None):
+                with _threads.thread_limits(None):
                     np.ones((30, 30)) @ np.ones((30, 30))
         except Exception as e:  # noqa: BLE001
             errors.append(e)
@@ -231,8 +231,8 @@ def test_concurrent_predicts_restore_blas_threads():
 def test_thread_limits_nested_and_failing():
     before = _blas_threads()
     with pytest.raises(RuntimeError):
-        with _estep.thread_limits(1):
-            with _estep.thread_limits(None):
+        with _threads.thread_limits(1):
+            with _threads.thread_limits(None):
                 assert all(n == 1 for _, n in _blas_threads())
             raise RuntimeError
     assert _blas_threads() == before

@@ -86,7 +86,10 @@ def test_old_faithful_eruptions_bic_picks_two():
     X = load_old_faithful(columns="eruptions")
     result = select_model(X, random_state=0)
     assert len(result.table) == 40
-    assert result.best_params_ == {"n_components": 2, "covariance_type": "full"}
+    # with one feature, 'full', 'diag' and 'spherical' are the same model
+    # (equal BIC up to the last bits), so any of them may come first
+    assert result.best_params_["n_components"] == 2
+    assert result.best_params_["covariance_type"] in ("full", "diag", "spherical")
     means = np.sort(result.best_estimator_.means_.ravel())
     assert_allclose(means, [2.0, 4.3], atol=0.05)
 

@@ -110,7 +110,7 @@ def run_workload(tag, scale=1.0, dtype="float64", repeats=3, libraries=LIBRARIES
         r = _per_iteration("fastem", X, K, ct, m_fe, init, repeats, t)
         per_thread[t] = r
         fe = r
-    from .._estep import resolve_n_jobs
+    from .._threads import resolve_n_jobs
 
     import numba
 

@@ -53,7 +53,7 @@ def main(argv=None):
         return _guarded(_run_bench, argv[1:])
     parser = build_parser()
     args = parser.parse_args(argv)
-    from .._compile import announcing
+    from .._announce import announcing
 
     # a command that must compile kernels says so on stderr first
     with announcing(True):

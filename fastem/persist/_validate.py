@@ -10,7 +10,6 @@ _PARAM_ATTRIBUTES = ("weights_", "means_", "covariances_", "precisions_",
                      "precisions_cholesky_")
 _ONLINE_STATE = ("_iterate", "_stats", "_avg", "_n_avg", "n_steps_", "n_rows_seen_",
                  "_rng")
-_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
 
 
 def _cov_shape(covariance_type, K, d):

@@ -11,7 +11,7 @@ from sklearn.utils import check_random_state
 
 _MATPLOTLIB_MISSING = "Plotting needs matplotlib: pip install 'fastem[plot]'"
 
-_COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+from .._constants import COVARIANCE_TYPES as _COVARIANCE_TYPES
 
 
 def _import_pyplot():

@@ -1,0 +1,353 @@
+"""Block helpers of the E-step: load a block of rows transposed, its
+weighted log densities under every component, and their normalisation into
+responsibilities.  Plain ``@njit`` functions called by the kernels in
+:mod:`._passes`.
+"""
+
+import numpy as np
+from numba import njit
+from numba.extending import overload
+
+from ._classes import DCLASS_SMALL, _tag_class
+from ._machinery import CACHE, FASTMATH
+from ._math import _exp_neg, _log_normal
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _load_block(X, start, nb, xt):
+    """Copy rows start:start+nb of X transposed into xt[:, :nb]."""
+    d = X.shape[1]
+    if d == 2:
+        # one sweep with both features (the generic inner loop is too short
+        # to vectorise: this is 5x faster)
+        for r in range(nb):
+            xt[0, r] = X[start + r, 0]
+            xt[1, r] = X[start + r, 1]
+    elif d == 1:
+        for r in range(nb):
+            xt[0, r] = X[start + r, 0]
+    else:
+        for r in range(nb):
+            for i in range(d):
+                xt[i, r] = X[start + r, i]
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _logprob_small(diff, nb, proj, P, log_norm, lp):
+    """_logprob_block_full for one or two features: one sweep over the points
+    per component, everything in registers (the tiled loops would make
+    several passes over short rows)."""
+    K, d = proj.shape
+    for k in range(K):
+        c = log_norm[k]
+        p00 = P[k, 0, 0]
+        c0 = proj[k, 0]
+        if d == 2:
+            p01 = P[k, 0, 1]
+            p11 = P[k, 1, 1]
+            c1 = proj[k, 1]
+            for r in range(nb):
+                v0 = diff[0, r]
+                y0 = v0 * p00 - c0
+                y1 = (v0 * p01 + diff[1, r] * p11) - c1
+                lp[k, r] = c - 0.5 * (y0 * y0 + y1 * y1)
+        else:
+            for r in range(nb):
+                y0 = diff[0, r] * p00 - c0
+                lp[k, r] = c - 0.5 * (y0 * y0)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _centre_block(xt, nb, ref2, diff):
+    """diff[i, :nb] = xt[i, :nb] - ref2[i]."""
+    d = xt.shape[0]
+    for i in range(d):
+        m = ref2[i]
+        for r in range(nb):
+            diff[i, r] = xt[i, r] - m
+
+
+def _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp, tag):
+    """lp[k, :nb] = log_norm[k] - 0.5 * ||(x - mu_k) P_k||^2 for every k.
+
+    P_k is the upper-triangular Cholesky factor of the precision matrix
+    (scikit-learn's ``precisions_cholesky_``), so only i <= j terms of
+    y_j = sum_i (x_i - ref2_i) P[i, j] - proj[k, j] are formed (a triangular
+    product), with proj_k = P_k^T (mu_k - ref2).  The rows are centred once
+    per block at ref2 (the mixture mean), not once per component: the
+    rounding error of y is then of the order of eps * |mu_k - ref2| / sigma,
+    whatever the distance of the data from the origin.
+
+    ``tag`` is the feature-class tag (:func:`class_tag`): its dtype picks,
+    when the calling kernel is compiled, :func:`_logprob_small` or
+    :func:`_logprob_tri`, so that a kernel compiles only its own path.
+    """
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_logprob_block_full,
+          jit_options=dict(fastmath=FASTMATH, error_model="numpy"))
+def _logprob_block_full_typed(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp,
+                              tag):
+    if _tag_class(tag) == DCLASS_SMALL:
+        def impl(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp, tag):
+            _centre_block(xt, nb, ref2, diff)
+            _logprob_small(diff, nb, proj, P, log_norm, lp)
+    else:
+        def impl(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp, tag):
+            _centre_block(xt, nb, ref2, diff)
+            _logprob_tri(diff, nb, proj, P, log_norm, acc, acc2, maha, lp)
+    return impl
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _logprob_tri(diff, nb, proj, P, log_norm, acc, acc2, maha, lp):
+    """The triangular products of :func:`_logprob_block_full` on centred rows
+    diff (d, block), for d > 2 (acc, acc2, maha: (block,) scratch)."""
+    K, d = proj.shape
+    for k in range(K):
+        for r in range(nb):
+            maha[r] = 0.0
+        # Two columns j, j + 1 at a time share the loads of diff; rows are
+        # taken four at a time (P is zero below its diagonal, so a group
+        # may run past row j + 1).  The first group initialises the
+        # partial sums, the last adds the squares to maha directly: two
+        # columns cost ceil((j + 2) / 4) sweeps over the points.
+        j = 0
+        while j + 1 < d:
+            ca = proj[k, j]
+            cb = proj[k, j + 1]
+            nrows = j + 2
+            i = 0
+            while i < nrows and i + 3 < d:
+                first = i == 0
+                last = i + 4 >= nrows
+                pa0 = P[k, i, j]
+                pa1 = P[k, i + 1, j]
+                pa2 = P[k, i + 2, j]
+                pa3 = P[k, i + 3, j]
+                pb0 = P[k, i, j + 1]
+                pb1 = P[k, i + 1, j + 1]
+                pb2 = P[k, i + 2, j + 1]
+                pb3 = P[k, i + 3, j + 1]
+                if first and last:
+                    for r in range(nb):
+                        v0 = diff[i, r]
+                        v1 = diff[i + 1, r]
+                        v2 = diff[i + 2, r]
+                        v3 = diff[i + 3, r]
+                        ya = (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3) - ca
+                        yb = (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3) - cb
+                        maha[r] += ya * ya + yb * yb
+                elif first:
+                    for r in range(nb):
+                        v0 = diff[i, r]
+                        v1 = diff[i + 1, r]
+                        v2 = diff[i + 2, r]
+                        v3 = diff[i + 3, r]
+                        acc[r] = (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3) - ca
+                        acc2[r] = (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3) - cb
+                elif last:
+                    for r in range(nb):
+                        v0 = diff[i, r]
+                        v1 = diff[i + 1, r]
+                        v2 = diff[i + 2, r]
+                        v3 = diff[i + 3, r]
+                        ya = acc[r] + ((v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3))
+                        yb = acc2[r] + ((v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3))
+                        maha[r] += ya * ya + yb * yb
+                else:
+                    for r in range(nb):
+                        v0 = diff[i, r]
+                        v1 = diff[i + 1, r]
+                        v2 = diff[i + 2, r]
+                        v3 = diff[i + 3, r]
+                        acc[r] += (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3)
+                        acc2[r] += (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3)
+                i += 4
+            if i < nrows:
+                # fewer than four rows left before row d: one at a time
+                if i == 0:
+                    for r in range(nb):
+                        acc[r] = -ca
+                        acc2[r] = -cb
+                while i < nrows:
+                    pa = P[k, i, j]
+                    pb = P[k, i, j + 1]
+                    for r in range(nb):
+                        v = diff[i, r]
+                        acc[r] += v * pa
+                        acc2[r] += v * pb
+                    i += 1
+                for r in range(nb):
+                    maha[r] += acc[r] * acc[r] + acc2[r] * acc2[r]
+            j += 2
+        if j < d:
+            # last column when d is odd
+            ca = proj[k, j]
+            for r in range(nb):
+                acc[r] = -ca
+            for i in range(j + 1):
+                pa = P[k, i, j]
+                for r in range(nb):
+                    acc[r] += diff[i, r] * pa
+            for r in range(nb):
+                maha[r] += acc[r] * acc[r]
+        c = log_norm[k]
+        for r in range(nb):
+            lp[k, r] = c - 0.5 * maha[r]
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _logprob_block_tied(xt, nb, ref2, Pt, proj, log_norm, diff, Y, maha, lp):
+    """Tied precision: one triangular product per row instead of one per
+    component.
+
+    Y = Pt^T (x - ref2) is formed once; then for every k,
+    (x - mu_k)^T Sigma^-1 (x - mu_k) = ||Y - proj_k||^2 with
+    proj_k = Pt^T (mu_k - ref2).  Centring at ref2 (the mixture mean) keeps
+    both terms at the scale of the data's spread, so nothing cancels.
+    """
+    K, d = proj.shape
+    for i in range(d):
+        m = ref2[i]
+        for r in range(nb):
+            diff[i, r] = xt[i, r] - m
+    for j in range(d):
+        p0 = Pt[0, j]
+        for r in range(nb):
+            Y[j, r] = diff[0, r] * p0
+        i = 1
+        while i + 3 <= j:
+            pa = Pt[i, j]
+            pb = Pt[i + 1, j]
+            pc = Pt[i + 2, j]
+            pd = Pt[i + 3, j]
+            for r in range(nb):
+                Y[j, r] += (diff[i, r] * pa + diff[i + 1, r] * pb) + (
+                    diff[i + 2, r] * pc + diff[i + 3, r] * pd)
+            i += 4
+        while i <= j:
+            pa = Pt[i, j]
+            for r in range(nb):
+                Y[j, r] += diff[i, r] * pa
+            i += 1
+    for k in range(K):
+        for r in range(nb):
+            maha[r] = 0.0
+        j = 0
+        while j + 3 < d:
+            b0 = proj[k, j]
+            b1 = proj[k, j + 1]
+            b2 = proj[k, j + 2]
+            b3 = proj[k, j + 3]
+            for r in range(nb):
+                t0 = Y[j, r] - b0
+                t1 = Y[j + 1, r] - b1
+                t2 = Y[j + 2, r] - b2
+                t3 = Y[j + 3, r] - b3
+                maha[r] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
+            j += 4
+        while j < d:
+            b0 = proj[k, j]
+            for r in range(nb):
+                t0 = Y[j, r] - b0
+                maha[r] += t0 * t0
+            j += 1
+        c = log_norm[k]
+        for r in range(nb):
+            lp[k, r] = c - 0.5 * maha[r]
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, maha, lp):
+    """Diagonal precisions: lp[k] = log_norm[k] - 0.5 sum_i t_i^2 with
+    t_i = (x_i - ref2_i) p_ki - proj_ki = (x_i - mu_ki) p_ki, proj_k =
+    (mu_k - ref2) p_k: one multiply-add and one square per term, on rows
+    centred once per block at ref2 (the mixture mean).
+
+    Four features per sweep over the points: five loads and one store feed
+    four squared terms.
+    """
+    K, d = proj.shape
+    for i in range(d):
+        m = ref2[i]
+        for r in range(nb):
+            diff[i, r] = xt[i, r] - m
+    for k in range(K):
+        for r in range(nb):
+            maha[r] = 0.0
+        i = 0
+        while i + 3 < d:
+            m0 = proj[k, i]
+            m1 = proj[k, i + 1]
+            m2 = proj[k, i + 2]
+            m3 = proj[k, i + 3]
+            p0 = prec[k, i]
+            p1 = prec[k, i + 1]
+            p2 = prec[k, i + 2]
+            p3 = prec[k, i + 3]
+            for r in range(nb):
+                t0 = diff[i, r] * p0 - m0
+                t1 = diff[i + 1, r] * p1 - m1
+                t2 = diff[i + 2, r] * p2 - m2
+                t3 = diff[i + 3, r] * p3 - m3
+                maha[r] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
+            i += 4
+        while i < d:
+            m0 = proj[k, i]
+            p0 = prec[k, i]
+            for r in range(nb):
+                t0 = diff[i, r] * p0 - m0
+                maha[r] += t0 * t0
+            i += 1
+        c = log_norm[k]
+        for r in range(nb):
+            lp[k, r] = c - 0.5 * maha[r]
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum):
+    """Turn log probabilities lp[:, :nb] into weighted responsibilities.
+
+    Returns (sum_r w_r * logsumexp_r, number of rows with no finite density).
+    wrow[:nb] (float64) receives the row weights (0 for rows without a finite
+    density).  mx and ssum are scratch of lp's type: float32 data keep their
+    log probabilities, exponentials and responsibilities in float32 (twice the
+    SIMD width); the log-likelihood is summed in float64.
+    """
+    K = lp.shape[0]
+    for r in range(nb):
+        mx[r] = lp[0, r]
+        ssum[r] = 0.0
+    for k in range(1, K):
+        for r in range(nb):
+            v = lp[k, r]
+            mx[r] = v if v > mx[r] else mx[r]
+    nbad = 0
+    for r in range(nb):
+        wrow[r] = w[start + r] if has_w else 1.0
+        m = mx[r]
+        if not (m > -np.inf) or m == np.inf:
+            # no component gives this row a finite density
+            nbad += 1
+            wrow[r] = 0.0
+            mx[r] = 0.0
+            for k in range(K):
+                lp[k, r] = -np.inf
+    for k in range(K):
+        for r in range(nb):
+            e = _exp_neg(lp[k, r] - mx[r])
+            lp[k, r] = e
+            ssum[r] += e
+    ll = 0.0
+    for r in range(nb):
+        # ssum >= 1 for a row with a finite density (its largest term is
+        # exp(0)); the others have wrow = mx = 0 and ssum = 0
+        wr = wrow[r]
+        sr = np.float64(ssum[r]) if wr != 0.0 else 1.0
+        ll += wr * (np.float64(mx[r]) + _log_normal(sr))
+        ssum[r] = wr / sr
+    for k in range(K):
+        for r in range(nb):
+            lp[k, r] *= ssum[r]
+    return ll, nbad

@@ -1,0 +1,227 @@
+"""Compiling, caching and checking the kernels: the explicitly typed, lazily
+compiled ``kernel`` decorator, argument checks, the target CPU.
+
+Set the environment variable ``FASTEM_NUMBA_CACHE=0`` to disable the on-disk
+compilation cache.
+"""
+
+import os
+import threading
+
+import numpy as np
+from numba import njit, types
+from numba.np.numpy_support import from_dtype as numba_from_dtype
+
+from ._classes import _TAGS, class_tag
+
+CACHE = os.environ.get("FASTEM_NUMBA_CACHE", "1").lower() not in ("0", "false", "no")
+# A safe subset of fast-math: no 'nnan'/'ninf' (-inf is a legitimate log
+# probability) and no 'afn' (approximate exp/log).  'reassoc' lets LLVM
+# vectorise the reductions over points; the compiled order is fixed, so results
+# stay deterministic.
+FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+
+
+
+def _arr(dtype, ndim, readonly=False):
+    return types.Array(dtype, ndim, "C", readonly=readonly)
+
+
+_VARIANT_LOCK = threading.RLock()
+
+
+def target_cpu():
+    """The CPU name (and whether features were overridden) Numba compiles
+    for: NUMBA_CPU_NAME when set, else the host's."""
+    from numba.core import config
+    from llvmlite import binding as ll
+
+    name = config.CPU_NAME or ll.get_host_cpu_name()
+    return name + (" (NUMBA_CPU_FEATURES set)" if config.CPU_FEATURES else "")
+
+
+class _Kernel:
+    """A Numba kernel with one explicit signature per kind of data array.
+
+    ``build(dtype, readonly)`` gives the signature for float32/float64 data,
+    writable or read-only (memmap chunks are a Numba type of their own).  Each
+    variant is compiled (or loaded from the cache) the first time data of its
+    kind arrives, so a float64 fit never pays for the float32 variants.
+    The data array is always the first argument.
+
+    LLVM may vectorise a read-only variant of a kernel differently, which
+    would change the last bits of floating-point sums: read-only data (memmap
+    chunks) are copied into a writable array instead (callers hand kernels
+    bounded chunks), so only writable variants are ever compiled.
+    """
+
+    def __init__(self, py_func, build, options, tagged=False, shapes=None):
+        self.py_func = py_func
+        self._shapes = shapes
+        self._build = build
+        self._options = options
+        self._tagged = tagged
+        self._variants = {}
+        self.__name__ = py_func.__name__
+        self.__doc__ = py_func.__doc__
+
+    def variant(self, dtype, readonly, tag=None):
+        """The compiled kernel for data of ``dtype`` (read-only or not) and,
+        for tagged kernels, the feature-class tag array ``tag``."""
+        key = (np.dtype(dtype).char, bool(readonly),
+               None if tag is None else tag.dtype.char)
+        fn = self._variants.get(key)
+        if fn is None:
+            with _VARIANT_LOCK:
+                fn = self._variants.get(key)
+                if fn is None:
+                    if not self.in_cache(dtype, readonly, tag):
+                        from . import _aot
+
+                        _aot.announce(self.__name__, dtype)
+                        _aot.compile_in_child([(self.__name__, dtype, readonly, tag)])
+                    fn = njit(self._signature(dtype, readonly, tag),
+                              **self._options)(self.py_func)
+                    self._variants[key] = fn
+        return fn
+
+    def _signature(self, dtype, readonly, tag=None):
+        nbtype = types.float32 if np.dtype(dtype) == np.float32 else types.float64
+        extra = () if tag is None else (_arr(numba_from_dtype(tag.dtype), 1),)
+        return self._build(nbtype, bool(readonly), *extra)
+
+    def _function_cache(self):
+        from numba.core.caching import FunctionCache
+
+        return FunctionCache(self.py_func)
+
+    def in_cache(self, dtype, readonly=False, tag=None):
+        """Whether that variant is in the on-disk cache for this CPU (and the
+        current source); compiles nothing."""
+        if not self._options.get("cache"):
+            return False
+        try:
+            from numba.core.registry import cpu_target
+
+            cache = self._function_cache()
+            sig = self._signature(dtype, readonly, tag)
+            key = cache._index_key(sig, cpu_target.target_context.codegen())
+            return key in cache._cache_file._load_index()
+        except Exception:  # noqa: BLE001 - a status query must never fail a fit
+            return False
+
+    def cache_dir(self):
+        """The folder holding this kernel's cache files."""
+        return self._function_cache()._cache_path
+
+    def is_compiled(self, dtype, readonly=False, tag=None):
+        """Whether that variant is already compiled in this process."""
+        key = (np.dtype(dtype).char, bool(readonly),
+               None if tag is None else tag.dtype.char)
+        fn = self._variants.get(key)
+        return fn is not None and bool(fn.overloads)
+
+    def __call__(self, X, *args):
+        check_arguments(self.__name__, self._shapes, (X,) + args)
+        if not X.flags.writeable:
+            X = np.array(X, order="C", copy=True)
+        tag = args[-1] if self._tagged else None
+        return self.variant(X.dtype, False, tag)(X, *args)
+
+    def variants(self, dtypes=(np.float32, np.float64)):
+        """The (dtype, readonly, tag) keys of every variant fits can use."""
+        out = []
+        for dt in dtypes:
+            for tag in (_TAGS if self._tagged else (None,)):
+                out.append((np.dtype(dt), False, tag))
+        return out
+
+
+class KernelArgumentError(ValueError):
+    """Arguments that do not fit a kernel's shapes: the kernel is not run."""
+
+
+def check_arguments(name, shapes, args):
+    """Check the arguments of kernel ``name`` against its shape spec.
+
+    Each spec entry is one of:
+
+    - a string of space-separated dimensions for an array: a symbol (``n``,
+      ``d``, ``K``) is bound by its first use and must agree afterwards, a
+      digit is that size, ``n|0`` is n or 0 (optional sample weights);
+      the array must be a C-contiguous float32/float64/int64 ndarray of that
+      many dimensions;
+    - ``"block"``: a positive int; ``"task"``: a positive multiple of block;
+    - ``"tag"``: one of the feature-class tag arrays, matching d.
+
+    Float arrays other than the data and the float64 accumulators must have
+    the data's dtype where the kernel's signature says so; Numba's explicit
+    signatures refuse a wrong dtype, ndim or layout themselves.
+    """
+    if shapes is None:
+        return
+    if len(args) != len(shapes):
+        raise KernelArgumentError(f"{name}: expected {len(shapes)} arguments, got "
+                                  f"{len(args)}")
+    env = {}
+    for pos, (spec, a) in enumerate(zip(shapes, args)):
+        where = f"{name}: argument {pos}"
+        if spec in ("block", "task"):
+            if isinstance(a, bool) or not isinstance(a, (int, np.integer)) or a < 1:
+                raise KernelArgumentError(f"{where} must be a positive int, got {a!r}")
+            if spec == "task" and a % env["block"]:
+                raise KernelArgumentError(
+                    f"{where}: rows per task {a} is not a multiple of the block {env['block']}")
+            env[spec] = int(a)
+            continue
+        if not isinstance(a, np.ndarray):
+            raise KernelArgumentError(f"{where} must be an ndarray, got {type(a).__name__}")
+        if spec == "tag":
+            if a.shape != (0,) or a.dtype != class_tag(env["d"]).dtype:
+                raise KernelArgumentError(f"{where}: feature-class tag does not match "
+                                          f"d={env['d']}")
+            continue
+        dims = spec.split()
+        if a.ndim != len(dims):
+            raise KernelArgumentError(f"{where} must have {len(dims)} dimensions, "
+                                      f"got shape {a.shape}")
+        for axis, (sym, size) in enumerate(zip(dims, a.shape)):
+            alts = sym.split("|")
+            ok = False
+            for alt in alts:
+                if alt.isdigit():
+                    ok = size == int(alt)
+                elif alt in env:
+                    ok = size == env[alt]
+                else:
+                    env[alt] = size
+                    ok = True
+                if ok:
+                    break
+            if not ok:
+                want = " or ".join(str(env.get(x, x)) for x in alts)
+                raise KernelArgumentError(
+                    f"{where} has shape {a.shape}: axis {axis} is {size}, expected {want} "
+                    f"({sym})")
+        if not a.flags.c_contiguous:
+            raise KernelArgumentError(f"{where} must be C-contiguous")
+
+
+def kernel(build, tagged=False, shapes=None, **options):
+    """Decorator: a lazily compiled, explicitly typed, cached Numba kernel.
+
+    ``tagged=True``: the last argument is a feature-class tag array
+    (:func:`class_tag`) whose dtype selects the compiled variant.
+
+    ``shapes``: one entry per argument, checked in Python before every call
+    (:func:`check_arguments`), so that no argument can make the kernel read
+    or write outside an array."""
+    options.setdefault("cache", CACHE)
+    # no Python exceptions from arithmetic (a division by zero gives inf/nan):
+    # the checks would also keep LLVM from vectorising the loops
+    options.setdefault("error_model", "numpy")
+
+    def wrap(py_func):
+        return _Kernel(py_func, build, options, tagged, shapes)
+
+    return wrap

@@ -1,0 +1,176 @@
+"""Scalar exp and log without calls or branches, so that the loops calling
+them vectorise; the bit casts they are built from.
+"""
+
+import math
+
+import numpy as np
+from numba import njit, types
+from numba.extending import intrinsic, overload
+
+from ._machinery import CACHE, FASTMATH
+
+@intrinsic
+def _i64_as_f64(typingctx, x):
+    """The float64 whose bits are those of the int64 x (a register move)."""
+    sig = types.float64(types.int64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float64))
+
+    return sig, codegen
+
+
+@intrinsic
+def _f64_as_i64(typingctx, x):
+    """The int64 whose bits are those of the float64 x (a register move)."""
+    sig = types.int64(types.float64)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.int64))
+
+    return sig, codegen
+
+
+# exp(x) = 2**n * p(r), x = n log 2 + r, |r| <= log(2) / 2: Cody-Waite range
+# reduction and a degree-13 Taylor polynomial, 2**n assembled from its bits.
+# Scalar code without calls or branches, so that the loops calling it
+# vectorise (math.exp is a scalar libm call).  Accurate to a few 1e-16
+# relative (~1e-14 if the compiler reassociates the reduction) under the
+# fast-math flags used here.  Below -708, where exp(x) is subnormal, 2**n is
+# applied as 2**n1 * 2**n2 (n1 = floor(n / 2), n2 = n - n1, both normal):
+# p * 2**n1 is exact and the last product rounds once into the subnormal
+# range, as np.exp does.
+_LOG2E = 1.4426950408889634
+_LN2 = 0.6931471805599453
+_LN2_HI = 0.6931471803691238      # fdlibm's ln2_hi: n * _LN2_HI is exact
+_LN2_LO = 1.9082149292705877e-10  # log(2) - _LN2_HI
+_EXP_MIN = -745.1332191019412      # largest x with np.exp(x) == 0 (-1075 log 2)
+_SQRT2 = 1.4142135623730951
+_MANTISSA = (1 << 52) - 1
+
+
+@intrinsic
+def _i32_as_f32(typingctx, x):
+    """The float32 whose bits are those of the int32 x (a register move)."""
+    sig = types.float32(types.int32)
+
+    def codegen(context, builder, signature, args):
+        return builder.bitcast(args[0], context.get_value_type(types.float32))
+
+    return sig, codegen
+
+
+def _exp_neg(x):
+    """exp(x) for x <= 0, subnormal results included; 0 where np.exp
+    underflows to 0 (x <= -745.133 in float64, -103.972 in float32), for -inf
+    and for NaN.
+
+    In compiled code this is the branch-free, vectorisable version for the
+    argument's precision (``_exp_neg_f64``, or ``_exp_neg_f32`` for float32);
+    called from Python it uses math.exp.
+    """
+    return math.exp(x) if x > _EXP_MIN else 0.0
+
+
+def _exp_neg_f64(x):
+    v = x if x > _EXP_MIN else _EXP_MIN
+    nf = np.floor(v * _LOG2E + 0.5)
+    red = (v - nf * _LN2_HI) - nf * _LN2_LO
+    p = 1.0 / 6227020800.0
+    p = p * red + 1.0 / 479001600.0
+    p = p * red + 1.0 / 39916800.0
+    p = p * red + 1.0 / 3628800.0
+    p = p * red + 1.0 / 362880.0
+    p = p * red + 1.0 / 40320.0
+    p = p * red + 1.0 / 5040.0
+    p = p * red + 1.0 / 720.0
+    p = p * red + 1.0 / 120.0
+    p = p * red + 1.0 / 24.0
+    p = p * red + 1.0 / 6.0
+    p = p * red + 0.5
+    p = p * red + 1.0
+    p = p * red + 1.0
+    # 2**n = 2**n1 * 2**n2 from exponent bits; -1075 <= n <= 0 here, so
+    # -538 <= n1 <= n2 <= 0 are both normal
+    n = np.int64(nf)
+    n1 = n >> 1
+    scale1 = _i64_as_f64((n1 + 1023) << 52)
+    scale2 = _i64_as_f64((n - n1 + 1023) << 52)
+    return (p * scale1) * scale2 if x > _EXP_MIN else 0.0
+
+
+# float32: the same scheme with a degree-7 Taylor polynomial (truncation
+# error below 1e-8 relative on |r| <= log(2) / 2) and 2**n from the float32
+# exponent bits, 16 lanes per AVX-512 register instead of 8.
+_F32 = np.float32
+_EXP_MIN_F32 = _F32(-103.972084)   # largest x with np.exp(x) == 0 in float32
+_LOG2E_F32 = _F32(_LOG2E)
+_LN2_HI_F32 = _F32(0.693359375)    # 8 significant bits: n * _LN2_HI_F32 is exact
+_LN2_LO_F32 = _F32(0.6931471805599453 - 0.693359375)
+_HALF_F32 = _F32(0.5)
+_ONE_F32 = _F32(1.0)
+_ZERO_F32 = _F32(0.0)
+_BIAS_F32 = _F32(127.0)
+_MANT_SCALE_F32 = _F32(8388608.0)  # 2**23: (n + 127) * 2**23 is the exponent field
+_C2_F32 = _F32(1.0 / 2.0)
+_C3_F32 = _F32(1.0 / 6.0)
+_C4_F32 = _F32(1.0 / 24.0)
+_C5_F32 = _F32(1.0 / 120.0)
+_C6_F32 = _F32(1.0 / 720.0)
+_C7_F32 = _F32(1.0 / 5040.0)
+
+
+def _exp_neg_f32(x):
+    v = x if x > _EXP_MIN_F32 else _EXP_MIN_F32
+    nf = np.floor(v * _LOG2E_F32 + _HALF_F32)
+    red = (v - nf * _LN2_HI_F32) - nf * _LN2_LO_F32
+    p = _C7_F32
+    p = p * red + _C6_F32
+    p = p * red + _C5_F32
+    p = p * red + _C4_F32
+    p = p * red + _C3_F32
+    p = p * red + _C2_F32
+    p = p * red + _ONE_F32
+    p = p * red + _ONE_F32
+    # 2**n = 2**n1 * 2**n2 with -150 <= n <= 0, -75 <= n1 <= n2 <= 0 (both
+    # normal); (n1 + 127) * 2**23 < 2**31 is exact and fits an int32
+    n1f = np.floor(nf * _HALF_F32)
+    scale1 = _i32_as_f32(np.int32((n1f + _BIAS_F32) * _MANT_SCALE_F32))
+    scale2 = _i32_as_f32(np.int32((nf - n1f + _BIAS_F32) * _MANT_SCALE_F32))
+    return (p * scale1) * scale2 if x > _EXP_MIN_F32 else _ZERO_F32
+
+
+@overload(_exp_neg, inline="always")
+def _exp_neg_compiled(x):
+    if x == types.float32:
+        return _exp_neg_f32
+    return _exp_neg_f64
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _log_normal(x):
+    """log(x) for a positive, finite, normal float64 x (no calls, no branches).
+
+    x = 2**e * m with m in [sqrt(2)/2, sqrt(2)); log m = 2 atanh(s),
+    s = (m - 1) / (m + 1), |s| < 0.172, summed to s**19 (error below 1e-17).
+    """
+    b = _f64_as_i64(x)
+    e = np.float64(b >> 52) - 1023.0
+    m = _i64_as_f64((b & _MANTISSA) | (1023 << 52))
+    big = m > _SQRT2
+    m = m * 0.5 if big else m
+    e = e + 1.0 if big else e
+    s = (m - 1.0) / (m + 1.0)
+    z = s * s
+    q = 1.0 / 19.0
+    q = q * z + 1.0 / 17.0
+    q = q * z + 1.0 / 15.0
+    q = q * z + 1.0 / 13.0
+    q = q * z + 1.0 / 11.0
+    q = q * z + 1.0 / 9.0
+    q = q * z + 1.0 / 7.0
+    q = q * z + 1.0 / 5.0
+    q = q * z + 1.0 / 3.0
+    q = q * z + 1.0
+    return 2.0 * s * q + e * _LN2

@@ -1,0 +1,342 @@
+"""Block helpers of the statistics: the weighted first and second moments
+of a block around each component's reference, per covariance family, and
+the ordered merge of the tasks' partial statistics.
+"""
+
+import numpy as np
+from numba import njit
+from numba.extending import overload
+
+from ._classes import _tag_class
+from ._machinery import CACHE, FASTMATH
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _gram_tiles(u, ua, ub, v, i, nb, s2, zero):
+    """s2[i, j] += sum_r u[ua, r] v[j, r] and, if i + 1 < d, s2[i + 1, j] +=
+    sum_r u[ub, r] v[j, r], for j >= i (d = v.shape[0]).
+
+    Register tiles of 2 rows x 4 columns: six loads feed eight multiply-adds.
+    The sums over one block are formed in the data's precision (``zero`` is a
+    zero of that type, as are u and v) and added to the float64 accumulator
+    s2.  Row ub of u is read (not stored) even when i + 1 == d.
+    """
+    d = v.shape[0]
+    two = i + 1 < d
+    j = i
+    while j + 3 < d:
+        c00 = zero
+        c01 = zero
+        c02 = zero
+        c03 = zero
+        if two:
+            c10 = zero
+            c11 = zero
+            c12 = zero
+            c13 = zero
+            for r in range(nb):
+                u0 = u[ua, r]
+                u1 = u[ub, r]
+                v0 = v[j, r]
+                v1 = v[j + 1, r]
+                v2 = v[j + 2, r]
+                v3 = v[j + 3, r]
+                c00 += u0 * v0
+                c01 += u0 * v1
+                c02 += u0 * v2
+                c03 += u0 * v3
+                c10 += u1 * v0
+                c11 += u1 * v1
+                c12 += u1 * v2
+                c13 += u1 * v3
+            s2[i + 1, j] += c10
+            s2[i + 1, j + 1] += c11
+            s2[i + 1, j + 2] += c12
+            s2[i + 1, j + 3] += c13
+        else:
+            for r in range(nb):
+                u0 = u[ua, r]
+                c00 += u0 * v[j, r]
+                c01 += u0 * v[j + 1, r]
+                c02 += u0 * v[j + 2, r]
+                c03 += u0 * v[j + 3, r]
+        s2[i, j] += c00
+        s2[i, j + 1] += c01
+        s2[i, j + 2] += c02
+        s2[i, j + 3] += c03
+        j += 4
+    while j < d:
+        c00 = zero
+        c10 = zero
+        for r in range(nb):
+            vj = v[j, r]
+            c00 += u[ua, r] * vj
+            c10 += u[ub, r] * vj
+        s2[i, j] += c00
+        if two:
+            s2[i + 1, j] += c10
+        j += 1
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _moments_full(xt, nb, centre, sq, z, s1, s2, zero):
+    """With g = sq[:nb] the square roots of the row weights (responsibilities):
+    s1[i] += sum_r g^2 (x_i - c_i); s2[i, j] += sum_r g^2 (x_i - c_i)(x_j - c_j)
+    for j >= i (entries just below the diagonal may also be written; only the
+    upper triangle is used).
+
+    The scaled rows z = (x - c) g are formed once (z is (d, block) scratch),
+    so that s2 = z z^T reads one array for both factors of the tiles
+    (:func:`_gram_tiles`), with no weighted copy per row pair.  Sums over a
+    block are in the data's precision (``zero``; sq and z have that type too),
+    added to the float64 accumulators s1, s2: float32 data gets twice the SIMD
+    width, and the centred terms cannot make a variance negative.
+    """
+    d = z.shape[0]
+    for i in range(d):
+        m = centre[i]
+        a = zero
+        for r in range(nb):
+            g = sq[r]
+            t = (xt[i, r] - m) * g
+            z[i, r] = t
+            a += g * t
+        s1[i] += a
+    for i in range(0, d, 2):
+        _gram_tiles(z, i, min(i + 1, d - 1), z, i, nb, s2, zero)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _moments_weighted(resp, nb, diff, wd, s1, s2, zero):
+    """s1[i] += sum_r resp[r] diff[i, r]; s2[i, j] += sum_r resp[r] diff[i, r] diff[j, r]
+    for j >= i (entries just below the diagonal may also be written; only the
+    upper triangle is used).
+
+    Used for few features (d < SCALED_MIN_D), where the square roots of
+    :func:`_moments_full` cost more than they save: rows i, i + 1 weighted by
+    resp go to wd (2, block), then :func:`_gram_tiles` against diff.  Types
+    as in :func:`_moments_full` (resp and wd in the data's precision).
+    """
+    d = diff.shape[0]
+    for i in range(0, d, 2):
+        a0 = zero
+        a1 = zero
+        if i + 1 < d:
+            for r in range(nb):
+                t0 = resp[r] * diff[i, r]
+                t1 = resp[r] * diff[i + 1, r]
+                wd[0, r] = t0
+                wd[1, r] = t1
+                a0 += t0
+                a1 += t1
+            s1[i] += a0
+            s1[i + 1] += a1
+        else:
+            for r in range(nb):
+                t0 = resp[r] * diff[i, r]
+                wd[0, r] = t0
+                a0 += t0
+            s1[i] += a0
+        _gram_tiles(wd, 0, 1, diff, i, nb, s2, zero)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _moments_small(xt, nb, centre, g, s1, s2, zero):
+    """_moments_weighted for one or two features: one sweep over the points
+    with every sum in a register.  g[:nb] are the responsibilities."""
+    d = xt.shape[0]
+    m0 = centre[0]
+    a0 = zero
+    b00 = zero
+    if d == 2:
+        m1 = centre[1]
+        a1 = zero
+        b01 = zero
+        b11 = zero
+        for r in range(nb):
+            t0 = xt[0, r] - m0
+            t1 = xt[1, r] - m1
+            u0 = g[r] * t0
+            u1 = g[r] * t1
+            a0 += u0
+            a1 += u1
+            b00 += u0 * t0
+            b01 += u0 * t1
+            b11 += u1 * t1
+        s1[1] += a1
+        s2[0, 1] += b01
+        s2[1, 1] += b11
+    else:
+        for r in range(nb):
+            t0 = xt[0, r] - m0
+            u0 = g[r] * t0
+            a0 += u0
+            b00 += u0 * t0
+    s1[0] += a0
+    s2[0, 0] += b00
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _component_small(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
+    """Moments of component k, one or two features (:func:`_moments_small`)."""
+    _moments_small(xt, nb, ref[k], resp[k], s1[k], s2[k], zero)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _component_weighted(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
+    """Moments of component k, 2 < d < SCALED_MIN_D: rows centred at ref[k],
+    then :func:`_moments_weighted`."""
+    d = xt.shape[0]
+    for i in range(d):
+        m = ref[k, i]
+        for r in range(nb):
+            diff[i, r] = xt[i, r] - m
+    for r in range(nb):
+        rf[r] = resp[k, r]
+    _moments_weighted(rf, nb, diff, wd, s1[k], s2[k], zero)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _component_scaled(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
+    """Moments of component k, d >= SCALED_MIN_D: rows scaled by the square
+    roots of the responsibilities (:func:`_moments_full`)."""
+    for r in range(nb):
+        rf[r] = np.sqrt(resp[k, r])
+    _moments_full(xt, nb, ref[k], rf, diff, s1[k], s2[k], zero)
+
+
+def _accumulate_full(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s2):
+    """Add one block's statistics to (nk, s1, s2) for the full type.
+
+    resp[k, :nb] are the (weighted) responsibilities; s1[k] and s2[k] are
+    taken around ref[k] (upper triangle of s2 only).  The dtype of ``tag``
+    (:func:`class_tag`) picks the moments' code path when the kernel is
+    compiled.  diff (d, block), wd (2, block) and rf (block,) in the data's
+    type are scratch; zero is a zero of that type.
+    """
+    raise NotImplementedError("compiled code only")
+
+
+@overload(_accumulate_full,
+          jit_options=dict(fastmath=FASTMATH, error_model="numpy"))
+def _accumulate_full_typed(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s2):
+    component = (_component_small, _component_weighted, _component_scaled)[_tag_class(tag)]
+
+    def impl(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s2):
+        K = ref.shape[0]
+        for k in range(K):
+            tot = 0.0
+            for r in range(nb):
+                tot += resp[k, r]
+            if tot == 0.0:
+                # all responsibilities of this block are exactly zero: its
+                # statistics would add exact zeros
+                continue
+            nk[k] += tot
+            component(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2)
+
+    return impl
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _accumulate_tied(xt, nb, resp, wrow, ref, ref2, diff, rf, zero, tied_s1, nk, s1, s2):
+    """Add one block's statistics for the tied type: nk[k] and s1[k] (around
+    ref[k]) per component, and to s2[0] the weighted total scatter around
+    ref2 (upper triangle), from the row weights wrow[:nb]; tied_s1 (d,)
+    receives the matching first moment around ref2 (unused by the M-step).
+    Scratch as in :func:`_accumulate_full`."""
+    K, d = ref.shape
+    for k in range(K):
+        tot = 0.0
+        for r in range(nb):
+            tot += resp[k, r]
+        if tot == 0.0:
+            continue
+        nk[k] += tot
+        for r in range(nb):
+            rf[r] = resp[k, r]
+        for i in range(d):
+            m = ref[k, i]
+            a = zero
+            for r in range(nb):
+                a += rf[r] * (xt[i, r] - m)
+            s1[k, i] += a
+    for r in range(nb):
+        rf[r] = np.sqrt(wrow[r])
+    _moments_full(xt, nb, ref2, rf, diff, tied_s1, s2[0], zero)
+
+
+@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+def _accumulate_diag(xt, nb, resp, ref, rf, zero, nk, s1, s2):
+    """Add one block's statistics to (nk, s1, s2) for the diag/spherical
+    types: s1[k, i] = sum_r resp (x_i - ref_ki), s2[k, i] = sum_r resp
+    (x_i - ref_ki)^2.  Two features per sweep share the loads of resp; block
+    sums in the data's precision (rf scratch, zero of that type)."""
+    K, d = ref.shape
+    for k in range(K):
+        tot = 0.0
+        for r in range(nb):
+            tot += resp[k, r]
+        if tot == 0.0:
+            continue
+        nk[k] += tot
+        for r in range(nb):
+            rf[r] = resp[k, r]
+        i = 0
+        while i + 1 < d:
+            m0 = ref[k, i]
+            m1 = ref[k, i + 1]
+            a0 = zero
+            b0 = zero
+            a1 = zero
+            b1 = zero
+            for r in range(nb):
+                g = rf[r]
+                t0 = xt[i, r] - m0
+                t1 = xt[i + 1, r] - m1
+                u0 = g * t0
+                u1 = g * t1
+                a0 += u0
+                b0 += u0 * t0
+                a1 += u1
+                b1 += u1 * t1
+            s1[k, i] += a0
+            s2[k, i] += b0
+            s1[k, i + 1] += a1
+            s2[k, i + 1] += b1
+            i += 2
+        if i < d:
+            m0 = ref[k, i]
+            a0 = zero
+            b0 = zero
+            for r in range(nb):
+                t0 = xt[i, r] - m0
+                u0 = rf[r] * t0
+                a0 += u0
+                b0 += u0 * t0
+            s1[k, i] += a0
+            s2[k, i] += b0
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _add_into(dst, src):
+    """dst += src elementwise, as a plain serial loop.
+
+    In a ``parallel=True`` kernel an array expression such as ``dst += src``
+    becomes a parallel region of its own; merging hundreds of partials that
+    way costs a thread barrier each (seconds on a busy machine).
+    """
+    a = dst.reshape(-1)
+    b = src.reshape(-1)
+    for i in range(a.shape[0]):
+        a[i] += b[i]
+
+
+@njit(cache=CACHE, error_model="numpy")
+def _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll):
+    """Add the tasks' partial statistics to the accumulators, in task order."""
+    for t in range(p_nk.shape[0]):
+        _add_into(out_nk, p_nk[t])
+        _add_into(out_s1, p_s1[t])
+        _add_into(out_s2, p_s2[t])
+        out_ll[0] += p_ll[t]
+        out_ll[1] += p_bad[t]

@@ -1,0 +1,102 @@
+"""Thread policy: Numba threads per estimator call, one BLAS thread while
+the kernels run, and the calling thread alone for one task's worth of rows.
+
+Numba's thread count is per calling thread; the BLAS limit is process-wide
+and shared by concurrent callers (taken by the first, given back by the
+last), so overlapping calls from several threads cannot leave it changed.
+"""
+
+import contextlib
+import threading
+
+
+@contextlib.contextmanager
+def thread_limits(n_jobs):
+    """Run Numba kernels with ``n_jobs`` threads and BLAS with one thread.
+
+    ``n_jobs=None`` keeps Numba's current setting; negative values count from
+    the number of available threads (-1: all).  The previous settings are
+    restored on exit.
+
+    Numba's thread count is per calling thread, so concurrent fits and
+    predictions in several threads each get their own.  The BLAS limit is
+    process-wide: it is taken by the first caller and given back by the last
+    one (a count under a lock), so that overlapping calls from several
+    threads can never leave BLAS limited after they all return.
+    """
+    import numba
+
+    previous = numba.get_num_threads()
+    n = resolve_n_jobs(n_jobs)
+    _blas_enter()
+    try:
+        numba.set_num_threads(n if n is not None else previous)
+        yield
+    finally:
+        numba.set_num_threads(previous)
+        _blas_exit()
+
+
+_BLAS_LOCK = threading.Lock()
+_BLAS_STATE = {"users": 0, "limiter": None}
+
+
+def _blas_enter():
+    with _BLAS_LOCK:
+        if _BLAS_STATE["users"] == 0:
+            _BLAS_STATE["limiter"] = _blas_controller().limit(limits=1, user_api="blas")
+        _BLAS_STATE["users"] += 1
+
+
+def _blas_exit():
+    with _BLAS_LOCK:
+        _BLAS_STATE["users"] -= 1
+        if _BLAS_STATE["users"] == 0:
+            limiter, _BLAS_STATE["limiter"] = _BLAS_STATE["limiter"], None
+            limiter.restore_original_limits()
+
+
+_CONTROLLER = []
+_CONTROLLER_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def serial_if(condition):
+    """Run a kernel on the calling thread only, when there is one task's worth
+    of rows: waking idle threads would cost more than the work (and much more
+    on a busy machine).  Results do not depend on the thread count."""
+    if not condition:
+        yield
+        return
+    import numba
+
+    previous = numba.get_num_threads()
+    numba.set_num_threads(1)
+    try:
+        yield
+    finally:
+        numba.set_num_threads(previous)
+
+
+def _blas_controller():
+    """One threadpoolctl controller per process: scanning the loaded
+    libraries costs milliseconds, too much for every mini-batch."""
+    with _CONTROLLER_LOCK:
+        if not _CONTROLLER:
+            from threadpoolctl import ThreadpoolController
+
+            _CONTROLLER.append(ThreadpoolController())
+    return _CONTROLLER[0]
+
+
+def resolve_n_jobs(n_jobs):
+    import numba
+
+    if n_jobs is None:
+        return None
+    top = numba.config.NUMBA_NUM_THREADS
+    if n_jobs < 0:
+        n = top + 1 + n_jobs
+    else:
+        n = n_jobs
+    return max(1, min(int(n), top))
