@@ -280,19 +280,25 @@ class _MixtureBase(DensityMixin, BaseEstimator):
             return stats.loglik, stats.n_rows, 1.0
         return stats.loglik, stats.weight_sum, data.weight_scale
 
+    def _criteria(self, X, sample_weight=None):
+        """BIC, AIC, the total log-likelihood, the sample size and the number
+        of free parameters of the model on X, from one E-step pass."""
+        total, n = self._weighted_total(X, sample_weight)
+        p = self._n_parameters()
+        return {"bic": -2 * total + p * np.log(n), "aic": -2 * total + 2 * p,
+                "total": total, "n": n, "n_parameters": p}
+
     def bic(self, X, sample_weight=None):
         """Bayesian information criterion for the model on X (lower is better).
 
         With ``sample_weight`` the log-likelihood is weighted and the sample
         size is the sum of the weights.
         """
-        total, n = self._weighted_total(X, sample_weight)
-        return -2 * total + self._n_parameters() * np.log(n)
+        return self._criteria(X, sample_weight)["bic"]
 
     def aic(self, X, sample_weight=None):
         """Akaike information criterion for the model on X (lower is better)."""
-        total, _ = self._weighted_total(X, sample_weight)
-        return -2 * total + 2 * self._n_parameters()
+        return self._criteria(X, sample_weight)["aic"]
 
 
 class GaussianMixture(_MixtureBase):

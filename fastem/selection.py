@@ -189,21 +189,6 @@ def _take_rows(X, idx):
     return np.asarray(X)[idx]
 
 
-def _mean_loglik(model, X):
-    """Mean log-likelihood per row, streaming chunk by chunk for sources."""
-    from . import io
-
-    if isinstance(X, io.ChunkSource):
-        total = 0.0
-        n = 0
-        for block in X:
-            total += float(np.sum(model.score_samples(block)))
-            n += block.shape[0]
-        return total / n, n
-    ll = model.score_samples(X)
-    return float(np.sum(ll)) / _n_rows(ll), _n_rows(ll)
-
-
 def _fit(X, n_components, covariance_type, seed, options):
     """Fit one candidate; a ConvergenceWarning becomes ``converged_ = False``."""
     model = GaussianMixture(n_components, covariance_type=covariance_type,
@@ -238,11 +223,14 @@ def select_model(X, n_components=range(1, 11),
     """Fit a grid of Gaussian mixtures and pick the best by BIC, AIC or held-out
     log-likelihood.
 
-    Every (n_components, covariance_type) pair of the grid is a separate
-    :class:`fastem.GaussianMixture` fit, run one after the other: nothing is
-    shared between candidates, so the cost is the sum of the individual fits
-    (each uses ``n_jobs`` threads). Streamed data are read again by every
-    candidate, once per EM iteration plus one pass to score it.
+    Every (n_components, covariance_type) pair of the grid is a
+    :class:`fastem.GaussianMixture` fit.  With ``n_init=1`` and criterion
+    'bic' or 'aic' the candidates share their data passes
+    (:func:`fastem.mixture.fit_sharing_passes`): each EM iteration reads the
+    rows once for every candidate still running, and each candidate still
+    equals its own ``fit`` exactly; then one pass per candidate scores it.
+    Otherwise (``n_init > 1``, or 'heldout') the candidates are fitted one
+    after the other.  Each uses ``n_jobs`` threads.
 
     Parameters
     ----------
@@ -406,9 +394,9 @@ default=('full', 'diag', 'tied', 'spherical')
     seed = rng.randint(np.iinfo(np.int32).max)
     grid = [(k, ct) for ct in cts for k in ks]
     shared = {}
-    if streamed and criterion != "heldout" and n_init == 1:
-        # a file or chunk source: every EM iteration of all candidates reads
-        # the data once (each candidate still equals its own fit)
+    if criterion != "heldout" and n_init == 1:
+        # every EM iteration of all candidates reads the data once (each
+        # candidate still equals its own fit)
         models = [GaussianMixture(k, covariance_type=ct, random_state=seed, **options)
                   for k, ct in grid]
         with warnings.catch_warnings():
@@ -419,14 +407,13 @@ default=('full', 'diag', 'tied', 'spherical')
     for ct in cts:
         for k in ks:
             model = shared.get((k, ct)) or _fit(fit_X, k, ct, seed, options)
-            mean_ll, n_used = _mean_loglik(model, fit_X)
-            p = model._n_parameters()
-            heldout = np.nan if val_X is None else _mean_loglik(model, val_X)[0]
+            crit = model._criteria(fit_X)
+            heldout = np.nan if val_X is None else model.score(val_X)
             rows.append({
                 "n_components": k, "covariance_type": ct,
-                "bic": -2.0 * mean_ll * n_used + p * np.log(n_used),
-                "aic": -2.0 * mean_ll * n_used + 2.0 * p,
-                "heldout": heldout, "log_likelihood": mean_ll, "n_parameters": p,
+                "bic": crit["bic"], "aic": crit["aic"],
+                "heldout": heldout, "log_likelihood": crit["total"] / crit["n"],
+                "n_parameters": crit["n_parameters"],
                 "converged": bool(model.converged_), "n_iter": int(model.n_iter_),
             })
             estimators[(k, ct)] = model
