@@ -102,7 +102,9 @@ def _exp_neg_f64(x):
 
 # float32: the same scheme with a degree-7 Taylor polynomial (truncation
 # error below 1e-8 relative on |r| <= log(2) / 2) and 2**n from the float32
-# exponent bits, 16 lanes per AVX-512 register instead of 8.
+# exponent bits, 16 lanes per AVX-512 register instead of 8.  A second
+# function rather than a generic one: its constants must be float32 values
+# for the arithmetic to stay in float32.
 _F32 = np.float32
 _EXP_MIN_F32 = _F32(-103.972084)   # largest x with np.exp(x) == 0 in float32
 _LOG2E_F32 = _F32(_LOG2E)

@@ -1,6 +1,14 @@
 """The parallel kernels: one E-step + statistics pass per covariance family
 (``pass_full``, ``pass_tied``, ``pass_diag``) and the E-step only
 (``logprob_*``).
+
+The six kernels repeat the same frame (a ``prange`` over fixed tasks, the
+task's scratch, the ordered merge) on purpose: Numba compiles, caches and
+parallelises per top-level function, and each family's frame allocates its
+own scratch (the tied type's whitened rows, the full type's partial sums),
+so one kernel per family keeps every compiled kernel to its own code path.
+The block work itself is written once, in :mod:`._blocks` and
+:mod:`._moments`.
 """
 
 import numpy as np
