@@ -23,7 +23,7 @@ def validate_X(estimator, X, reset, min_samples=1):
             and not hasattr(estimator, "feature_names_in_")):
         # the common case of predicting / partial_fit on a clean float array:
         # nothing for scikit-learn's validation to convert or to check
-        check_finite(X)
+        check_finite(X, purpose="fitting" if reset else "predicting, scoring or updating")
         return X
     dtype = getattr(X, "dtype", None)
     if dtype is not None and not isinstance(X, np.ndarray):
@@ -41,7 +41,7 @@ def validate_X(estimator, X, reset, min_samples=1):
         estimator, X, reset=reset, dtype=[np.float64, np.float32], order="C",
         ensure_all_finite=False, ensure_min_samples=min_samples,
     )
-    check_finite(X)
+    check_finite(X, purpose="fitting" if reset else "predicting, scoring or updating")
     return X
 
 
@@ -69,7 +69,7 @@ def _first_nonfinite_row(X):
     return -1
 
 
-def check_finite(X, what="X", row_offset=0):
+def check_finite(X, what="X", row_offset=0, purpose="fitting"):
     """Raise ValueError naming the first row/column of X holding NaN or inf."""
     if X.size == 0:
         return
@@ -82,7 +82,7 @@ def check_finite(X, what="X", row_offset=0):
     raise ValueError(
         f"Input {what} contains {kind} at row {row + row_offset}, column {col} "
         f"(value {float(vals[col])!r}). Remove or impute non-finite values (NaN or "
-        "infinity) before fitting.")
+        f"infinity) before {purpose}.")
 
 
 def check_sample_weight(sample_weight, n_samples):

@@ -783,7 +783,7 @@ def test_check_finite_message():
         match=(
             r"^Input contains NaN or infinity: chunk 2 of data.npy, row 131074 "
             r"\(row 2 of the chunk\), column 1\. Remove or impute non-finite values "
-            r"before fitting\.$"
+            r"\(NaN or infinity\) first\.$"
         ),
     ):
         check_finite(block, 2, 131072, "data.npy")

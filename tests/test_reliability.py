@@ -236,3 +236,28 @@ def test_thread_limits_nested_and_failing():
                 assert all(n == 1 for _, n in _blas_threads())
             raise RuntimeError
     assert _blas_threads() == before
+
+
+# -- smaller defects (item 9) -------------------------------------------------------
+
+
+def test_nan_in_predict_does_not_say_fitting():
+    gm = fastem.GaussianMixture(2, random_state=0).fit(_rows(500, 2))
+    X = np.ones((10, 2))
+    X[3, 1] = np.nan
+    with pytest.raises(ValueError, match=r"row 3, column 1 .* before predicting, scoring"):
+        gm.predict(X)
+    with pytest.raises(ValueError, match="before predicting, scoring"):
+        gm.score(X)
+
+
+def test_huge_values_say_overflow():
+    with pytest.raises(ValueError, match="overflow the floating-point range"):
+        fastem.GaussianMixture(2, random_state=0).fit(_rows(500, 2) * 1e300)
+
+
+def test_csv_with_too_few_rows_reports_its_row_count(tmp_path):
+    path = tmp_path / "few.csv"
+    np.savetxt(path, _rows(25, 2), delimiter=",", header="a,b", comments="")
+    with pytest.raises(ValueError, match="n_components = 30, n_samples = 25$"):
+        fastem.GaussianMixture(30, random_state=0).fit(str(path))

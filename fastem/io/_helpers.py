@@ -38,7 +38,7 @@ def check_finite(block, chunk_index, start_row, name):
     raise ValueError(
         f"Input contains NaN or infinity: chunk {chunk_index} of {name}, row "
         f"{start_row + row} (row {row} of the chunk), column {col}. Remove or impute "
-        "non-finite values before fitting."
+        "non-finite values (NaN or infinity) first."
     )
 
 
