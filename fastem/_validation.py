@@ -69,12 +69,30 @@ def _first_nonfinite_row(X):
     return -1
 
 
+# Largest magnitude the kernels can square and sum without overflow: the
+# second moments of float64 data beyond ~1e150 (float32: ~1e18, the block
+# sums of squares being float32) exceed the floating-point range.
+MAX_MAGNITUDE = {np.dtype(np.float64): 1e150, np.dtype(np.float32): 1e18}
+
+
 def check_finite(X, what="X", row_offset=0, purpose="fitting"):
-    """Raise ValueError naming the first row/column of X holding NaN or inf."""
+    """Raise ValueError naming the first row/column of X holding NaN or inf,
+    or, for values too large to square (:data:`MAX_MAGNITUDE`), saying that
+    the data must be scaled."""
     if X.size == 0:
         return
     row = _first_nonfinite_row(X)
     if row < 0:
+        limit = MAX_MAGNITUDE.get(X.dtype)
+        if limit is not None:
+            big = max(float(np.max(X)), -float(np.min(X)))
+            if big > limit:
+                raise ValueError(
+                    f"Input {what} has values of magnitude up to {big:.3g}: their squares "
+                    "overflow the floating-point range of the second moments (limit about "
+                    f"{limit:.0e} for {X.dtype} data). Scale the input data (for instance "
+                    "divide each column by its standard deviation)"
+                    + (" or pass float64 data." if X.dtype == np.float32 else "."))
         return
     vals = X[row]
     col = int(np.flatnonzero(~np.isfinite(vals))[0])

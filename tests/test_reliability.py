@@ -252,8 +252,13 @@ def test_nan_in_predict_does_not_say_fitting():
 
 
 def test_huge_values_say_overflow():
-    with pytest.raises(ValueError, match="overflow the floating-point range"):
+    with pytest.raises(ValueError, match="magnitude up to .*overflow the floating-point"):
         fastem.GaussianMixture(2, random_state=0).fit(_rows(500, 2) * 1e300)
+    with pytest.raises(ValueError, match="or pass float64 data"):
+        fastem.GaussianMixture(2, random_state=0).fit((_rows(500, 2) * 1e25).astype(np.float32))
+    # just inside the limit: a clean fit
+    gm = fastem.GaussianMixture(2, random_state=0).fit(_rows(500, 2) * 1e140)
+    assert np.all(np.isfinite(gm.covariances_))
 
 
 def test_csv_with_too_few_rows_reports_its_row_count(tmp_path):
