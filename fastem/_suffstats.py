@@ -39,18 +39,6 @@ def _ill_defined(detail):
     return ValueError(f"{_ILL_DEFINED} ({detail})")
 
 
-def _overflow_or_ill_defined(detail):
-    """A covariance that is inf or NaN: second moments overflowed (data of
-    magnitude beyond ~1e150, whose squares exceed the float64 range, or
-    float32 data beyond ~1e18) rather than a collapsed component."""
-    return ValueError(
-        "Fitting the mixture model failed because a covariance is not finite "
-        f"({detail}): the second moments of the data overflow the floating-point "
-        "range. Values of magnitude beyond about 1e150 (1e18 for float32 input) "
-        "cannot be squared; scale the input data (for instance divide each column "
-        "by its standard deviation) or pass float64 data.")
-
-
 @dataclass
 class GaussianParams:
     """Parameters of a Gaussian mixture, in scikit-learn's conventions.
@@ -131,7 +119,7 @@ def precision_cholesky(covariances, covariance_type):
         eye = np.eye(d)
         for k in range(K):
             if not np.all(np.isfinite(covs[k])):
-                raise _overflow_or_ill_defined(f"component {k} has a non-finite covariance")
+                raise _ill_defined(f"component {k} has a non-finite covariance")
             try:
                 chol = linalg.cholesky(covs[k], lower=True)
             except linalg.LinAlgError:
@@ -144,9 +132,6 @@ def precision_cholesky(covariances, covariance_type):
     bad = ~(cov > 0) | ~np.isfinite(cov)
     if np.any(bad):
         k = int(np.argwhere(bad)[0][0])
-        if not np.all(np.isfinite(cov)):
-            raise _overflow_or_ill_defined(
-                f"component {k} has variance {float(cov.flat[np.flatnonzero(bad)[0]])!r}")
         raise _ill_defined(
             f"component {k} has variance {float(cov.flat[np.flatnonzero(bad)[0]])!r}")
     return 1.0 / np.sqrt(cov)
