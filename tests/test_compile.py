@@ -165,3 +165,25 @@ def test_first_process_runs_the_cached_code(tmp_path):
     first = _run(code, env).stdout.split()[-1]
     second = _run(code, env).stdout.split()[-1]
     assert first == second
+
+
+def test_a_changed_helper_invalidates_the_cached_kernels(tmp_path):
+    """Numba keys a cached function by its own file only; fastem's kernels
+    carry a digest of the whole kernel package, so editing a helper in
+    another file recompiles them instead of loading stale code."""
+    site = tmp_path / "site"
+    shutil.copytree(ROOT / "fastem", site / "fastem",
+                    ignore=shutil.ignore_patterns("__pycache__", "*.nbi", "*.nbc"))
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    status = """
+        from fastem import _compile
+        print(dict(_compile.status("diag", "float64", 3)["kernels"])["pass_diag/float64"])
+    """
+    _run("""
+        import fastem
+        fastem.compile("diag", "float64", 3, progress=False)
+    """, env, cwd=tmp_path, pythonpath=site)
+    assert _run(status, env, cwd=tmp_path, pythonpath=site).stdout.strip() == "True"
+    helper = site / "fastem" / "_kernels" / "_moments.py"
+    helper.write_text(helper.read_text() + "\n# an edit\n")
+    assert _run(status, env, cwd=tmp_path, pythonpath=site).stdout.strip() == "False"

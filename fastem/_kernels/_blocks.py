@@ -9,10 +9,10 @@ from numba import njit
 from numba.extending import overload
 
 from ._classes import DCLASS_SMALL, _tag_class
-from ._machinery import CACHE, FASTMATH
+from ._machinery import FASTMATH, HELPER_CACHE
 from ._math import _exp_neg, _log_normal
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _load_block(X, start, nb, xt):
     """Copy rows start:start+nb of X transposed into xt[:, :nb]."""
     d = X.shape[1]
@@ -31,7 +31,7 @@ def _load_block(X, start, nb, xt):
                 xt[i, r] = X[start + r, i]
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _logprob_small(diff, nb, proj, P, log_norm, lp):
     """_logprob_block_full for one or two features: one sweep over the points
     per component, everything in registers (the tiled loops would make
@@ -56,7 +56,7 @@ def _logprob_small(diff, nb, proj, P, log_norm, lp):
                 lp[k, r] = c - 0.5 * (y0 * y0)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _centre_block(xt, nb, ref2, diff):
     """diff[i, :nb] = xt[i, :nb] - ref2[i]."""
     d = xt.shape[0]
@@ -99,7 +99,7 @@ def _logprob_block_full_typed(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, 
     return impl
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _logprob_tri(diff, nb, proj, P, log_norm, acc, acc2, maha, lp):
     """The triangular products of :func:`_logprob_block_full` on centred rows
     diff (d, block), for d > 2 (acc, acc2, maha: (block,) scratch)."""
@@ -197,7 +197,7 @@ def _logprob_tri(diff, nb, proj, P, log_norm, acc, acc2, maha, lp):
             lp[k, r] = c - 0.5 * maha[r]
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _logprob_block_tied(xt, nb, ref2, Pt, proj, log_norm, diff, Y, maha, lp):
     """Tied precision: one triangular product per row instead of one per
     component.
@@ -258,7 +258,7 @@ def _logprob_block_tied(xt, nb, ref2, Pt, proj, log_norm, diff, Y, maha, lp):
             lp[k, r] = c - 0.5 * maha[r]
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, maha, lp):
     """Diagonal precisions: lp[k] = log_norm[k] - 0.5 sum_i t_i^2 with
     t_i = (x_i - ref2_i) p_ki - proj_ki = (x_i - mu_ki) p_ki, proj_k =
@@ -305,7 +305,7 @@ def _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, maha, lp):
             lp[k, r] = c - 0.5 * maha[r]
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum):
     """Turn log probabilities lp[:, :nb] into weighted responsibilities.
 

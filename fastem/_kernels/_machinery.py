@@ -14,6 +14,10 @@ from numba.np.numpy_support import from_dtype as numba_from_dtype
 
 from ._classes import _TAGS, class_tag
 
+# Helpers are not cached on their own: they are compiled into the kernels
+# that call them, and the kernels are cached with the package's digest (see
+# _package_digest), so a changed helper can never be linked in stale.
+HELPER_CACHE = False
 CACHE = os.environ.get("FASTEM_NUMBA_CACHE", "1").lower() not in ("0", "false", "no")
 # A safe subset of fast-math: no 'nnan'/'ninf' (-inf is a legitimate log
 # probability) and no 'afn' (approximate exp/log).  'reassoc' lets LLVM
@@ -28,6 +32,43 @@ def _arr(dtype, ndim, readonly=False):
 
 
 _VARIANT_LOCK = threading.RLock()
+
+
+def _package_digest():
+    """SHA-256 of every source file of this package.
+
+    Numba keys a cached function by its own file's time stamp and bytecode
+    only: a kernel whose helpers (in other files of this package) changed
+    would be loaded stale.  The kernels' cache entries carry this digest
+    too, so that any change to the package recompiles them.
+    """
+    import hashlib
+
+    folder = os.path.dirname(os.path.abspath(__file__))
+    h = hashlib.sha256()
+    for name in sorted(os.listdir(folder)):
+        if name.endswith(".py"):
+            with open(os.path.join(folder, name), "rb") as f:
+                h.update(name.encode() + b"\0" + f.read())
+    return h.hexdigest()
+
+
+_CACHE_CLASS = []
+
+
+def _package_cache_class():
+    """A numba FunctionCache whose index keys include the package digest."""
+    if not _CACHE_CLASS:
+        from numba.core.caching import FunctionCache
+
+        digest = _package_digest()
+
+        class PackageCache(FunctionCache):
+            def _index_key(self, sig, codegen):
+                return super()._index_key(sig, codegen) + (digest,)
+
+        _CACHE_CLASS.append(PackageCache)
+    return _CACHE_CLASS[0]
 
 
 def target_cpu():
@@ -80,8 +121,12 @@ class _Kernel:
 
                         _aot.announce(self.__name__, dtype)
                         _aot.compile_in_child([(self.__name__, dtype, readonly, tag)])
-                    fn = njit(self._signature(dtype, readonly, tag),
-                              **self._options)(self.py_func)
+                    options = dict(self._options)
+                    cached = options.pop("cache", False)
+                    fn = njit(**options)(self.py_func)
+                    if cached:
+                        fn._cache = self._function_cache()
+                    fn.compile(self._signature(dtype, readonly, tag))
                     self._variants[key] = fn
         return fn
 
@@ -91,9 +136,7 @@ class _Kernel:
         return self._build(nbtype, bool(readonly), *extra)
 
     def _function_cache(self):
-        from numba.core.caching import FunctionCache
-
-        return FunctionCache(self.py_func)
+        return _package_cache_class()(self.py_func)
 
     def in_cache(self, dtype, readonly=False, tag=None):
         """Whether that variant is in the on-disk cache for this CPU (and the

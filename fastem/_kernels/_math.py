@@ -8,7 +8,7 @@ import numpy as np
 from numba import njit, types
 from numba.extending import intrinsic, overload
 
-from ._machinery import CACHE, FASTMATH
+from ._machinery import FASTMATH, HELPER_CACHE
 
 @intrinsic
 def _i64_as_f64(typingctx, x):
@@ -153,7 +153,7 @@ def _exp_neg_compiled(x):
     return _exp_neg_f64
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _log_normal(x):
     """log(x) for a positive, finite, normal float64 x (no calls, no branches).
 

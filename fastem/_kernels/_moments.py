@@ -8,9 +8,9 @@ from numba import njit
 from numba.extending import overload
 
 from ._classes import _tag_class
-from ._machinery import CACHE, FASTMATH
+from ._machinery import FASTMATH, HELPER_CACHE
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _gram_tiles(u, ua, ub, v, i, nb, s2, zero):
     """s2[i, j] += sum_r u[ua, r] v[j, r] and, if i + 1 < d, s2[i + 1, j] +=
     sum_r u[ub, r] v[j, r], for j >= i (d = v.shape[0]).
@@ -77,7 +77,7 @@ def _gram_tiles(u, ua, ub, v, i, nb, s2, zero):
         j += 1
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _moments_full(xt, nb, centre, sq, z, s1, s2, zero):
     """With g = sq[:nb] the square roots of the row weights (responsibilities):
     s1[i] += sum_r g^2 (x_i - c_i); s2[i, j] += sum_r g^2 (x_i - c_i)(x_j - c_j)
@@ -105,7 +105,7 @@ def _moments_full(xt, nb, centre, sq, z, s1, s2, zero):
         _gram_tiles(z, i, min(i + 1, d - 1), z, i, nb, s2, zero)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _moments_weighted(resp, nb, diff, wd, s1, s2, zero):
     """s1[i] += sum_r resp[r] diff[i, r]; s2[i, j] += sum_r resp[r] diff[i, r] diff[j, r]
     for j >= i (entries just below the diagonal may also be written; only the
@@ -139,7 +139,7 @@ def _moments_weighted(resp, nb, diff, wd, s1, s2, zero):
         _gram_tiles(wd, 0, 1, diff, i, nb, s2, zero)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _moments_small(xt, nb, centre, g, s1, s2, zero):
     """_moments_weighted for one or two features: one sweep over the points
     with every sum in a register.  g[:nb] are the responsibilities."""
@@ -175,13 +175,13 @@ def _moments_small(xt, nb, centre, g, s1, s2, zero):
     s2[0, 0] += b00
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _component_small(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
     """Moments of component k, one or two features (:func:`_moments_small`)."""
     _moments_small(xt, nb, ref[k], resp[k], s1[k], s2[k], zero)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _component_weighted(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
     """Moments of component k, 2 < d < SCALED_MIN_D: rows centred at ref[k],
     then :func:`_moments_weighted`."""
@@ -195,7 +195,7 @@ def _component_weighted(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
     _moments_weighted(rf, nb, diff, wd, s1[k], s2[k], zero)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _component_scaled(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
     """Moments of component k, d >= SCALED_MIN_D: rows scaled by the square
     roots of the responsibilities (:func:`_moments_full`)."""
@@ -237,7 +237,7 @@ def _accumulate_full_typed(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s
     return impl
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _accumulate_tied(xt, nb, resp, wrow, ref, ref2, diff, rf, zero, tied_s1, nk, s1, s2):
     """Add one block's statistics for the tied type: nk[k] and s1[k] (around
     ref[k]) per component, and to s2[0] the weighted total scatter around
@@ -265,7 +265,7 @@ def _accumulate_tied(xt, nb, resp, wrow, ref, ref2, diff, rf, zero, tied_s1, nk,
     _moments_full(xt, nb, ref2, rf, diff, tied_s1, s2[0], zero)
 
 
-@njit(cache=CACHE, fastmath=FASTMATH, error_model="numpy")
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _accumulate_diag(xt, nb, resp, ref, rf, zero, nk, s1, s2):
     """Add one block's statistics to (nk, s1, s2) for the diag/spherical
     types: s1[k, i] = sum_r resp (x_i - ref_ki), s2[k, i] = sum_r resp
@@ -317,7 +317,7 @@ def _accumulate_diag(xt, nb, resp, ref, rf, zero, nk, s1, s2):
             s2[k, i] += b0
 
 
-@njit(cache=CACHE, error_model="numpy")
+@njit(cache=HELPER_CACHE, error_model="numpy")
 def _add_into(dst, src):
     """dst += src elementwise, as a plain serial loop.
 
@@ -331,7 +331,7 @@ def _add_into(dst, src):
         a[i] += b[i]
 
 
-@njit(cache=CACHE, error_model="numpy")
+@njit(cache=HELPER_CACHE, error_model="numpy")
 def _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll):
     """Add the tasks' partial statistics to the accumulators, in task order."""
     for t in range(p_nk.shape[0]):

@@ -16,7 +16,7 @@ from numba import njit, prange, types
 
 from ._blocks import (_load_block, _logprob_block_diag, _logprob_block_full,
                       _logprob_block_tied, _normalise_block)
-from ._machinery import CACHE, FASTMATH, _arr, kernel
+from ._machinery import CACHE, FASTMATH, HELPER_CACHE, _arr, kernel
 from ._moments import _accumulate_diag, _accumulate_full, _accumulate_tied, _merge_tasks
 
 _f8 = types.float64
@@ -248,7 +248,7 @@ def _sig_logprob_diag(dt, ro):
     return _sig_logprob(dt, ro, 2)
 
 
-@njit(cache=CACHE, error_model="numpy")
+@njit(cache=HELPER_CACHE, error_model="numpy")
 def _store_logprob(lp, nb, start, out):
     """out[start + r, k] = lp[k, r] for r < nb."""
     K = lp.shape[0]
