@@ -110,13 +110,6 @@ def _check_block(block, w, start, name):
     return float(w.sum()), int(np.count_nonzero(w > 0))
 
 
-def _block_stats(block, w, params):
-    """E-step statistics of one block (the in-memory pass over its rows)."""
-    with _task_threads():
-        return _estep.compute_stats(_contiguous(block), params,
-                                    _block_weights(w))
-
-
 def _block_stats_many(block, w, params_list):
     """E-step statistics of one block for several sets of parameters."""
     with _task_threads():
@@ -352,14 +345,6 @@ class DaskData(RowData):
         per_block = [stats(b, wb, p) for b, wb in zip(self._blocks(), self._weight_blocks())]
         trees = [_tree([blk[i] for blk in per_block]) for i in range(len(params_list))]
         return list(dask.compute(*trees))
-
-    def e_pass(self, params):
-        """One E-step over all rows on the workers: merged SuffStats."""
-        self._ensure_ready()
-        p = dask.delayed(params, pure=True)
-        stats = dask.delayed(_block_stats, pure=False)
-        parts = [stats(b, wb, p) for b, wb in zip(self._blocks(), self._weight_blocks())]
-        return _tree(parts).compute()
 
     def hard_assignment_stats(self, centers, covariance_type):
         """Statistics with each row given to its nearest centre (the 'kmeans'

@@ -157,13 +157,6 @@ class _Kernel:
         """The folder holding this kernel's cache files."""
         return self._function_cache()._cache_path
 
-    def is_compiled(self, dtype, readonly=False, tag=None):
-        """Whether that variant is already compiled in this process."""
-        key = (np.dtype(dtype).char, bool(readonly),
-               None if tag is None else tag.dtype.char)
-        fn = self._variants.get(key)
-        return fn is not None and bool(fn.overloads)
-
     def __call__(self, X, *args):
         check_arguments(self.__name__, self._shapes, (X,) + args)
         if not X.flags.writeable:
