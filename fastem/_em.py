@@ -91,6 +91,7 @@ class Run:
         self.n_iter = 0
         self.converged = False
         self.report = report
+        self.error = None
 
     @property
     def running(self):
@@ -110,20 +111,47 @@ class Run:
             self.converged = True
 
 
-def run_batch(runs, data):
+def run_batch(runs, data, isolate=False):
     """Advance the runs to convergence or ``max_iter``, one pass of ``data``
     per iteration shared by every run still going.  Each run's result equals
-    that of running it alone (the same chunks, in the same order)."""
+    that of running it alone (the same chunks, in the same order).
+
+    With ``isolate`` (the many starts of a model search), a run whose E-step
+    or M-step fails (a component with zero density for every row, an
+    ill-defined covariance) stops with the error in ``run.error`` instead of
+    ending the others; otherwise the error propagates.
+    """
     active = [r for r in runs if r.running]
     while active:
-        if len(active) == 1:
+        if len(active) == 1 and not isolate:
             stats = [data.e_pass(active[0].params)]
         else:
-            stats = data.e_pass_many([r.params for r in active])
+            try:
+                stats = data.e_pass_many([r.params for r in active])
+            except ValueError:
+                if not isolate:
+                    raise
+                # find the failing runs: this iteration one pass per run
+                stats = [_isolated(r, lambda r=r: data.e_pass(r.params)) for r in active]
         for r, s in zip(active, stats):
-            r.update(s)
+            if s is None:
+                continue
+            if isolate:
+                _isolated(r, lambda: r.update(s))
+            else:
+                r.update(s)
         active = [r for r in active if r.running]
     return runs
+
+
+def _isolated(run, step):
+    """``step()``, or None with the run stopped and its ValueError kept."""
+    try:
+        return step()
+    except ValueError as exc:
+        run.error = exc
+        run.max_iter = run.n_iter  # stops it (``running`` is then False)
+        return None
 
 
 def best_of(runs):

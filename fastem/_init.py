@@ -1,4 +1,5 @@
-"""Initialisation of the mixture parameters: k-means, k-means++, random.
+"""Initialisation of the mixture parameters: k-means, k-means++, random,
+k-means on standardised data, hierarchical agglomeration.
 
 The 'kmeans' initialisation runs k-means++ seeding and Lloyd iterations on a
 bounded random subsample of the rows, then assigns every row to its nearest
@@ -23,6 +24,9 @@ KMEANS_SAMPLE_MIN = 20_000
 KMEANS_SAMPLE_PER_COMPONENT = 500
 KMEANS_MAX_ITER = 100
 KMEANS_TOL = 1e-4
+# Rows that the hierarchical agglomeration runs on: its cost is quadratic in
+# them (memory and time), so it stays a few milliseconds on any data.
+HIERARCHICAL_SAMPLE = 2_000
 
 
 def subsample_size(n_samples, n_components):
@@ -127,6 +131,16 @@ def initial_stats(data, n_components, covariance_type, init_params, random_state
         seeds = kmeans_plusplus(S, K, random_state, Sw)
         centers = lloyd(S, S[seeds], weights=Sw)
         return data.hard_assignment_stats(centers, ct)
+    if init_params == "kmeans_standardized":
+        return _partition_stats(S, Sw, _standardized_kmeans(S, Sw, K, random_state), K, ct,
+                                data.dtype)
+    if init_params == "hierarchical":
+        if S.shape[0] > HIERARCHICAL_SAMPLE:
+            keep = np.sort(random_state.choice(S.shape[0], HIERARCHICAL_SAMPLE,
+                                               replace=False))
+            S, Sw = S[keep], None if Sw is None else Sw[keep]
+        check_enough_rows(S.shape[0], K)
+        return _partition_stats(S, Sw, _ward_labels(S, K), K, ct, data.dtype)
     if init_params == "k-means++":
         idx = kmeans_plusplus(S, K, random_state, Sw)
     elif init_params == "random_from_data":
@@ -150,6 +164,67 @@ def initial_stats(data, n_components, covariance_type, init_params, random_state
         wk = Sw[idx] if Sw is not None else np.full(K, data.sample_weight.mean())
         resp *= wk[:, None]
     return _estep.stats_from_resp(rows, resp, rows, ct)
+
+
+def _standardize(S, weights=None):
+    """S centred and divided by each column's standard deviation (columns
+    that do not vary are only centred)."""
+    mean = np.average(S, axis=0, weights=weights)
+    sd = np.sqrt(np.average((S - mean) ** 2, axis=0, weights=weights))
+    sd[~(sd > 0)] = 1.0
+    return (S - mean) / sd
+
+
+def _standardized_kmeans(S, Sw, K, random_state):
+    """Labels of k-means (k-means++ seeding, Lloyd) on the standardised sample.
+
+    With every column on the same scale, a column measured in large units
+    (waiting minutes, 40-100) no longer outweighs one in small units
+    (eruption minutes, 2-5) in the distances.
+    """
+    Z = _standardize(S, Sw)
+    seeds = kmeans_plusplus(Z, K, random_state, Sw)
+    centers = lloyd(Z, Z[seeds], weights=Sw)
+    labels, _ = _estep.nearest_centre(Z, centers, np.zeros(Z.shape[1]))
+    return labels
+
+
+def _ward_labels(S, K):
+    """Labels of Ward's agglomeration of the whitened rows, cut at K groups.
+
+    Ward's merge cost is the increase of the classification likelihood of a
+    mixture with equal spherical covariances (the model-based agglomeration
+    of the 'EII' model); on whitened rows (centred, rotated onto the principal
+    axes and scaled to unit variance each, the rows' 'SVD' transformation)
+    it does not depend on the units of the columns.  It is deterministic.
+    """
+    from scipy.cluster.hierarchy import fcluster, linkage
+
+    Z = S - S.mean(axis=0)
+    _, sv, vt = np.linalg.svd(Z, full_matrices=False)
+    keep = sv > sv[0] * 1e-12 if sv.size else sv > 0
+    Z = Z @ vt[keep].T / (sv[keep] / np.sqrt(S.shape[0]))
+    if K == 1:
+        return np.zeros(S.shape[0], dtype=np.int64)
+    tree = linkage(Z, method="ward")
+    labels = fcluster(tree, K, criterion="maxclust") - 1
+    n_groups = int(labels.max()) + 1
+    if n_groups < K:
+        raise ValueError(
+            f"init_params='hierarchical' found only {n_groups} distinct groups of rows "
+            f"for n_components={K}: the data have fewer than n_components distinct "
+            "rows; use fewer components")
+    return labels.astype(np.int64)
+
+
+def _partition_stats(S, Sw, labels, K, ct, dtype):
+    """Statistics of the sample S with every row given wholly to its group."""
+    S = np.ascontiguousarray(S, dtype=dtype)
+    resp = np.zeros((S.shape[0], K))
+    resp[np.arange(S.shape[0]), labels] = 1.0 if Sw is None else Sw
+    ref = S.mean(axis=0)
+    refs = np.repeat(ref[None], K, axis=0)
+    return _estep.stats_from_resp(S, resp, refs, ct, ref)
 
 
 def _random_resp_stats(data, K, ct, random_state):

@@ -323,11 +323,22 @@ class GaussianMixture(_MixtureBase):
         Number of EM iterations per initialisation.
     n_init : int, default=1
         Number of initialisations; the best result is kept.
-    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data', \
+'kmeans_standardized', 'hierarchical'}, default='kmeans'
         'kmeans' runs k-means++ seeding and Lloyd iterations on a random
         subsample of at most ``max(20000, 500 * n_components)`` rows, then
         assigns every row to its nearest centre; 'k-means++' seeds on such a
         subsample.  'random' and 'random_from_data' are as in scikit-learn.
+        Not in scikit-learn:
+
+        - 'kmeans_standardized': k-means on that subsample with every column
+          standardised (zero mean, unit variance), so that columns in large
+          units do not dominate the distances; the initial parameters are
+          those of the subsample's k-means groups.
+        - 'hierarchical': Ward's agglomeration (the model-based
+          agglomeration of a mixture with equal spherical covariances) of at
+          most 2,000 of those rows after whitening them, cut at
+          ``n_components`` groups; deterministic for a given subsample.
     weights_init : array-like of shape (n_components,), default=None
     means_init : array-like of shape (n_components, n_features), default=None
     precisions_init : array-like, default=None

@@ -50,8 +50,9 @@ class MiniBatchGaussianMixture(_MixtureBase):
         :meth:`fit` stops when the mean per-sample log-likelihood of a pass
         changes by less than ``tol``.
     reg_covar : float, default=1e-6
-    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default='kmeans'
-        Initialisation on the first mini-batch (:meth:`partial_fit`) or on a
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data', \
+'kmeans_standardized', 'hierarchical'}, default='kmeans'
+        As in :class:`fastem.GaussianMixture`. Initialisation on the first mini-batch (:meth:`partial_fit`) or on a
         random sample of the data (:meth:`fit`).
     weights_init, means_init, precisions_init : array-like, default=None
     random_state : int, RandomState instance or None, default=None

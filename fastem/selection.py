@@ -1,8 +1,9 @@
 """Choose the number of components and the covariance type of a mixture.
 
 :func:`select_model` fits one :class:`fastem.GaussianMixture` per
-(n_components, covariance_type) pair of a grid and ranks them by BIC, AIC or
-the log-likelihood of held-out rows.
+(n_components, covariance_type) pair of a grid and ranks them by BIC, ICL,
+AIC or the log-likelihood of held-out rows.  Its default starts and the
+spurious-optimum guard are in :mod:`fastem._search`.
 """
 
 import numbers
@@ -12,25 +13,32 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
+from . import _estep, _search, _threads
+from ._constants import INIT_PARAMS
 from ._suffstats import COVARIANCE_TYPES
 from ._data import is_stream
 from .mixture import GaussianMixture, fit_sharing_passes
 
 __all__ = ["CRITERIA", "HELDOUT_SAMPLE_SIZE", "SelectionResult", "select_model"]
 
-CRITERIA = ("bic", "aic", "heldout")
+CRITERIA = ("bic", "icl", "aic", "heldout")
 
 #: Rows drawn (by reservoir sampling) from a streamed source for the
 #: training/validation split of ``criterion='heldout'``.
 HELDOUT_SAMPLE_SIZE = 200_000
 
-TABLE_COLUMNS = ("n_components", "covariance_type", "bic", "aic", "heldout",
-                 "log_likelihood", "n_parameters", "converged", "n_iter")
+TABLE_COLUMNS = ("n_components", "covariance_type", "bic", "icl", "aic", "heldout",
+                 "log_likelihood", "total_log_likelihood", "n_parameters",
+                 "min_component_rows", "min_variance_ratio", "degenerate", "converged",
+                 "n_iter")
 
 _TABLE_DTYPE = np.dtype([
     ("n_components", np.int64), ("covariance_type", "U9"), ("bic", np.float64),
-    ("aic", np.float64), ("heldout", np.float64), ("log_likelihood", np.float64),
-    ("n_parameters", np.int64), ("converged", np.bool_), ("n_iter", np.int64),
+    ("icl", np.float64), ("aic", np.float64), ("heldout", np.float64),
+    ("log_likelihood", np.float64), ("total_log_likelihood", np.float64),
+    ("n_parameters", np.int64), ("min_component_rows", np.float64),
+    ("min_variance_ratio", np.float64), ("degenerate", np.bool_),
+    ("converged", np.bool_), ("n_iter", np.int64),
 ])
 
 
@@ -46,17 +54,35 @@ class SelectionResult:
         - ``n_components`` (int), ``covariance_type`` (str);
         - ``bic``, ``aic`` (float, lower is better): of the candidate on the
           rows it was fitted to;
+        - ``icl`` (float, lower is better): the BIC plus twice the entropy of
+          the classification, when ``criterion='icl'``, else NaN;
         - ``heldout`` (float, higher is better): mean log-likelihood per
           held-out row when ``criterion='heldout'``, else NaN;
         - ``log_likelihood`` (float): mean log-likelihood per row on the rows
-          the candidate was fitted to;
+          the candidate was fitted to; ``total_log_likelihood`` (float): its
+          sum over those rows (the "log-likelihood" of mclust's summary);
         - ``n_parameters`` (int): free parameters of the candidate;
+        - ``min_component_rows`` (float): rows (weight x n) of its smallest
+          component; ``min_variance_ratio`` (float): the smallest eigenvalue
+          of its covariances on the data's scale (columns divided by their
+          standard deviation); ``degenerate`` (bool): either is below the
+          guard's limit (see :func:`select_model`, Notes);
         - ``converged`` (bool), ``n_iter`` (int): of the candidate's EM run.
 
         A DataFrame when pandas can be imported, else a structured array
         with the same field names.
-    criterion : {'bic', 'aic', 'heldout'}
+    criterion : {'bic', 'icl', 'aic', 'heldout'}
         The criterion the best candidate was chosen by.
+    ranking_ : list of int
+        Positions in ``table`` of the eligible candidates (finite criterion;
+        not degenerate unless ``skip_degenerate=False`` or all are), best
+        first; ``ranking_[0] == best_index_`` and ``ranking_[1]`` is the
+        runner-up.
+    passes_ : int
+        Passes over all rows that the EM iterations of the search made
+        (0 when the data were their own screening sample; see
+        :func:`select_model`); scoring adds one pass for all candidates
+        ('icl': one more per candidate).
     best_params_ : dict
         ``{'n_components': int, 'covariance_type': str}`` of the best row.
     best_index_ : int
@@ -71,13 +97,37 @@ class SelectionResult:
     """
 
     def __init__(self, table, criterion, best_index, best_params, best_estimator,
-                 estimators):
+                 estimators, ranking=None, passes=None):
         self.table = table
         self.criterion = criterion
         self.best_index_ = best_index
         self.best_params_ = best_params
         self.best_estimator_ = best_estimator
         self.estimators_ = estimators
+        self.ranking_ = [best_index] if ranking is None else list(ranking)
+        self.passes_ = passes
+
+    def summary(self, top=3):
+        """The ``top`` best candidates as text, like mclust's summary: model,
+        criterion, its difference to the best, log-likelihood, parameters."""
+        rows = _rows_of(self.table)
+        crit = self.criterion
+        best = rows[self.best_index_][crit]
+        lines = [f"Top {min(top, len(self.ranking_))} models by {crit.upper()}"
+                 f"{' (higher is better)' if crit == 'heldout' else ' (lower is better)'}:",
+                 f"  {'model':<16}{crit:>12}{'diff':>10}{'loglik':>14}{'params':>8}"]
+        for i in self.ranking_[:top]:
+            r = rows[i]
+            name = f"{r['covariance_type']}, K={r['n_components']}"
+            lines.append(f"  {name:<16}{r[crit]:>12.2f}{r[crit] - best:>10.2f}"
+                         f"{r['total_log_likelihood']:>14.2f}{r['n_parameters']:>8d}")
+        flagged = [r for r in rows if r["degenerate"]]
+        if flagged:
+            ranked = any(rows[i]["degenerate"] for i in self.ranking_)
+            lines.append(f"  ({len(flagged)} degenerate candidate(s) "
+                         f"{'ranked' if ranked else 'not ranked'}; see the table's "
+                         "'degenerate' column)")
+        return "\n".join(lines)
 
     def __repr__(self):
         p = self.best_params_
@@ -189,16 +239,6 @@ def _take_rows(X, idx):
     return np.asarray(X)[idx]
 
 
-def _fit(X, n_components, covariance_type, seed, options):
-    """Fit one candidate; a ConvergenceWarning becomes ``converged_ = False``."""
-    model = GaussianMixture(n_components, covariance_type=covariance_type,
-                            random_state=seed, **options)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        model.fit(X)
-    return model
-
-
 def _make_table(rows):
     try:
         import pandas as pd
@@ -217,20 +257,20 @@ def _make_table(rows):
 
 def select_model(X, n_components=range(1, 11),
                  covariance_types=("full", "diag", "tied", "spherical"),
-                 criterion="bic", n_init=1, validation_fraction=0.2,
-                 random_state=None, n_jobs=None, max_iter=100, tol=1e-3,
-                 reg_covar=1e-6):
-    """Fit a grid of Gaussian mixtures and pick the best by BIC, AIC or held-out
-    log-likelihood.
+                 criterion="bic", n_init=5, validation_fraction=0.2,
+                 random_state=None, n_jobs=None, max_iter=1000, tol=1e-5,
+                 reg_covar=1e-6, init_params="auto", skip_degenerate=True):
+    """Fit a grid of Gaussian mixtures and pick the best by BIC, ICL, AIC or
+    held-out log-likelihood.
 
     Every (n_components, covariance_type) pair of the grid is a
-    :class:`fastem.GaussianMixture` fit.  With ``n_init=1`` and criterion
-    'bic' or 'aic' the candidates share their data passes
-    (:func:`fastem.mixture.fit_sharing_passes`): each EM iteration reads the
-    rows once for every candidate still running, and each candidate still
-    equals its own ``fit`` exactly; then one pass per candidate scores it.
-    Otherwise (``n_init > 1``, or 'heldout') the candidates are fitted one
-    after the other.  Each uses ``n_jobs`` threads.
+    :class:`fastem.GaussianMixture` fit, from ``n_init`` starts.  With the
+    default ``init_params='auto'`` the starts are chosen to find the good
+    optimum (k-means on standardised rows, and splits of the best fit with one
+    component fewer) and run on a screening sample, all starts of all types
+    at one K in the same passes; then each candidate's best start continues on
+    all rows, all candidates in the same passes (see Notes).  Each uses
+    ``n_jobs`` threads.
 
     Parameters
     ----------
@@ -245,48 +285,77 @@ def select_model(X, n_components=range(1, 11),
     covariance_types : str or sequence of {'full', 'diag', 'tied', 'spherical'}, \
 default=('full', 'diag', 'tied', 'spherical')
         Covariance types to try.
-    criterion : {'bic', 'aic', 'heldout'}, default='bic'
+    criterion : {'bic', 'icl', 'aic', 'heldout'}, default='bic'
         How the best candidate is chosen:
 
         - ``'bic'``, ``'aic'``: every candidate is fitted on all rows and the
           lowest criterion on those rows wins;
+        - ``'icl'``: the integrated complete-data likelihood criterion, BIC
+          plus twice the entropy of the classification,
+          ``-2 sum_i sum_k z_ik log z_ik`` with ``z`` the responsibilities
+          (Biernacki, Celeux & Govaert 2000, in its entropy form; mclust's
+          ``icl`` uses the hard classification instead): it penalises
+          overlapping components, so it prefers well-separated clusters.
+          One more pass per candidate;
         - ``'heldout'``: the rows are split at random (``random_state``) into
           a training part and a validation part of ``validation_fraction`` of
           the rows; every candidate is fitted on the training part, and the
           highest mean log-likelihood per validation row wins. The winner is
-          then refitted on all rows. For a streamed source the split is made
-          inside a uniform reservoir sample (:func:`fastem.io.reservoir_sample`)
-          of at most :data:`HELDOUT_SAMPLE_SIZE` (200,000) rows, drawn in one
-          pass: candidates are fitted in memory on the sample's training part
-          and scored on its validation part; only the final refit streams
-          the whole source.
+          then refitted on all rows, starting from its training fit. For a
+          streamed source the split is made inside a uniform reservoir sample
+          (:func:`fastem.io.reservoir_sample`) of at most
+          :data:`HELDOUT_SAMPLE_SIZE` (200,000) rows, drawn in one pass:
+          candidates are fitted in memory on the sample's training part and
+          scored on its validation part; only the final refit streams the
+          whole source.
 
         Ties go to the first candidate in grid order.
-    n_init : int, default=1
-        Initialisations per candidate (the best is kept).
+    n_init : int, default=5
+        Starts per candidate (the best is kept).  With ``init_params='auto'``
+        the starts are splits of the best fit with K - 1 components (when
+        K - 1 is in the grid), one per component, at most ``2 n_init - 2``
+        (the heaviest), and ``max(2, n_init - splits)`` runs of k-means on
+        standardised rows: 5 starts for K <= 4, K + 1 up to K = 9, at most
+        10 (:func:`fastem._search.n_splits`); with K = 1 there is one.
     validation_fraction : float in (0, 1), default=0.2
         Share of rows held out when ``criterion='heldout'``.
     random_state : int, RandomState instance or None, default=None
-        Seeds the split and, through one derived seed shared by all
-        candidates, their initialisations. An int gives reproducible results.
+        Seeds the split, the screening sample and the starts. An int gives
+        reproducible results.
     n_jobs : int or None, default=None
-        Numba threads of each fit (see :class:`fastem.GaussianMixture`).
+        Numba threads (see :class:`fastem.GaussianMixture`).
     max_iter, tol, reg_covar :
-        Passed to every :class:`fastem.GaussianMixture`.
+        Of every EM run, as in :class:`fastem.GaussianMixture`.  The defaults
+        (``tol=1e-5`` on the mean log-likelihood per row, ``max_iter=1000``)
+        run EM closer to convergence than GaussianMixture's (1e-3, 100), as
+        mclust does (relative tolerance 1e-5): candidates are compared by
+        their likelihoods, and a stop at 1e-3 leaves BIC differences of
+        about one unit on a few hundred rows.
+    init_params : {'auto', 'kmeans', 'k-means++', 'random', 'random_from_data', \
+'kmeans_standardized', 'hierarchical'}, default='auto'
+        'auto' is the search above.  Any other value fits every candidate as
+        ``GaussianMixture(K, covariance_type=..., init_params=init_params,
+        n_init=n_init, random_state=seed).fit(X)`` would (with ``n_init=1``
+        and 'bic', 'icl' or 'aic' all candidates share their data passes and
+        each still equals its own fit exactly).
+    skip_degenerate : bool, default=True
+        Leave candidates flagged ``degenerate`` out of the ranking unless every
+        candidate is (see Notes).
 
     Returns
     -------
     result : SelectionResult
         With ``table``, ``criterion``, ``best_params_``, ``best_index_``,
-        ``best_estimator_``, ``estimators_`` and ``plot(ax=None)``.
+        ``ranking_``, ``best_estimator_``, ``estimators_``, ``passes_``,
+        ``summary()`` and ``plot(ax=None)``.
 
     Raises
     ------
     ValueError
         If ``n_components`` is empty or holds a value < 1 or larger than the
-        number of (training) rows, a covariance type or the criterion is
-        unknown, ``validation_fraction`` is not in (0, 1), or a streamed
-        source is a one-shot iterator.
+        number of (training) rows, a covariance type, the criterion or
+        ``init_params`` is unknown, ``n_init`` < 1, ``validation_fraction``
+        is not in (0, 1), or a streamed source is a one-shot iterator.
     TypeError
         If ``n_components`` is not an int or an iterable of ints.
 
@@ -301,47 +370,40 @@ default=('full', 'diag', 'tied', 'spherical')
     -----
     The BIC is ``-2 log L + p log n`` and the AIC ``-2 log L + 2 p``, where
     ``log L`` is the total log-likelihood and ``p`` the number of free
-    parameters, as in :meth:`fastem.GaussianMixture.bic`.
+    parameters, as in :meth:`fastem.GaussianMixture.bic` (mclust reports
+    ``2 log L - p log n``: the same number with the opposite sign).
 
-    For a file or chunk source (criterion 'bic' or 'aic', ``n_init=1``) the
-    candidates share their data passes: each EM iteration reads the rows once
-    for all candidates still running (:func:`fastem.mixture.fit_sharing_passes`);
-    in-memory arrays are fitted candidate by candidate, which costs the same
-    kernel work without the repeated reads.
+    **The search** (``init_params='auto'``, :mod:`fastem._search`): the
+    candidates are fitted in increasing K.  At each K, every start of every
+    covariance type runs EM on the screening sample (all rows when there are
+    at most 50,000, else 50,000 drawn at random), sharing each pass; the best
+    non-degenerate start of each candidate is kept, and its splits seed K +
+    1.  With more than 50,000 rows, each candidate's best start then runs EM
+    on all rows, every candidate in the same passes (``passes_`` counts
+    them), so the cost of the restarts is that of the sample, not of the
+    data.  On Old Faithful and iris every candidate of the default grid
+    reaches a BIC at least as good as mclust's (docs/model_selection.md).
 
-    Each candidate is one EM run from one initialisation (per ``n_init``),
-    so a candidate stuck in a poor local optimum gets a poor score. When
-    scores are close, compare a few ``random_state`` values or raise
-    ``n_init``, and look at the whole table (``result.plot()``), not only
-    the winner.
-
-    On the Old Faithful data (:func:`fastem.datasets.load_old_faithful`,
-    272 rows), with the default grid and settings and ``random_state=0``:
-
-    - eruption times alone (1-D): BIC picks 2 components (BIC 580.9), the
-      short (about 2.0 min) and long (about 4.3 min) eruptions. In one
-      dimension 'full', 'diag' and 'spherical' are the same model and tie;
-      the tie goes to 'full', first in the grid. K itself is a near tie:
-      with thorough fits (``n_init=20, tol=1e-6, max_iter=1000``) 3
-      components reach BIC 580.6 and 4 components 576.6, so 4 wins; some
-      seeds at ``n_init=1`` pick 4 too (``random_state=1``: 580.4).
-    - eruptions and waiting times (2-D): BIC picks 2 'full' components
-      (BIC 2322.2, against 2325.2 for 2 'tied'). With thorough fits a
-      3-component 'tied' model reaches 2314.3, and a 5-component 'diag'
-      model reaches 2220.7 only by collapsing one component onto the 14
-      rows whose (integer) waiting time is exactly 83 minutes: its variance
-      there is ``reg_covar``. Such degenerate winners are an artefact of
-      rounded data; a larger ``reg_covar`` (1e-3) removes it and 3 'tied'
-      components win.
+    **Spurious optima.**  With rounded or duplicated values a component can
+    collapse onto a few identical rows, its covariance shrinks to
+    ``reg_covar``, and its likelihood (hence the BIC) grows without meaning.
+    A candidate is flagged ``degenerate`` when a component holds fewer rows
+    (weight x n) than its covariance needs (d + 1 for 'full', 2 for 'diag'
+    and 'spherical', 1 for 'tied'), or when a covariance has an eigenvalue
+    below 1e-4 on the data's scale (each column divided by its standard
+    deviation: a spread of less than 1% of the data's in some direction).
+    Degenerate candidates stay in the table and are not ranked
+    (``skip_degenerate=True``); among a candidate's starts, the best
+    non-degenerate one is kept.
 
     Examples
     --------
     >>> from fastem.datasets import load_old_faithful
     >>> from fastem.selection import select_model
-    >>> X = load_old_faithful(columns="eruptions")
-    >>> result = select_model(X, n_components=range(1, 7), random_state=0)
-    >>> result.best_params_["n_components"]
-    2
+    >>> X = load_old_faithful()
+    >>> result = select_model(X, n_components=range(1, 10), random_state=0)
+    >>> result.best_params_
+    {'n_components': 3, 'covariance_type': 'tied'}
     """
     from . import io
 
@@ -349,6 +411,12 @@ default=('full', 'diag', 'tied', 'spherical')
     cts = _check_covariance_types(covariance_types)
     if criterion not in CRITERIA:
         raise ValueError(f"Unknown criterion {criterion!r}; choose from {CRITERIA}")
+    if init_params != "auto" and init_params not in INIT_PARAMS:
+        raise ValueError(f"Unknown init_params {init_params!r}; choose from "
+                         f"{('auto',) + INIT_PARAMS}")
+    if (isinstance(n_init, bool) or not isinstance(n_init, numbers.Integral)
+            or n_init < 1):
+        raise ValueError(f"n_init must be an int >= 1, got {n_init!r}")
     fraction = _check_fraction(validation_fraction)
     rng = check_random_state(random_state)
     options = dict(n_init=n_init, n_jobs=n_jobs, max_iter=max_iter, tol=tol,
@@ -393,45 +461,62 @@ default=('full', 'diag', 'tied', 'spherical')
 
     seed = rng.randint(np.iinfo(np.int32).max)
     grid = [(k, ct) for ct in cts for k in ks]
-    shared = {}
-    if criterion != "heldout" and n_init == 1:
-        # every EM iteration of all candidates reads the data once (each
-        # candidate still equals its own fit)
-        models = [GaussianMixture(k, covariance_type=ct, random_state=seed, **options)
-                  for k, ct in grid]
+    passes = None
+    if init_params == "auto":
+        models, passes, data = _search_grid(fit_X, ks, cts, grid, seed, options)
+    else:
+        models = [GaussianMixture(k, covariance_type=ct, random_state=seed,
+                                  init_params=init_params, **options) for k, ct in grid]
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
-            fit_sharing_passes(models, fit_X)
-        shared = dict(zip(grid, models))
-    rows, estimators = [], {}
-    for ct in cts:
-        for k in ks:
-            model = shared.get((k, ct)) or _fit(fit_X, k, ct, seed, options)
-            crit = model._criteria(fit_X)
-            heldout = np.nan if val_X is None else model.score(val_X)
-            rows.append({
-                "n_components": k, "covariance_type": ct,
-                "bic": crit["bic"], "aic": crit["aic"],
-                "heldout": heldout, "log_likelihood": crit["total"] / crit["n"],
-                "n_parameters": crit["n_parameters"],
-                "converged": bool(model.converged_), "n_iter": int(model.n_iter_),
-            })
-            estimators[(k, ct)] = model
+            if criterion != "heldout" and n_init == 1:
+                # every EM iteration of all candidates reads the data once
+                # (each candidate still equals its own fit)
+                fit_sharing_passes(models, fit_X)
+            else:
+                for m in models:
+                    m.fit(fit_X)
+        data = models[0]._as_data(fit_X)
+    scores = _score(models, data, fit_X)
 
-    scores = np.array([r[criterion] for r in rows], dtype=np.float64)
-    if not np.isfinite(scores).any():
+    rows, estimators = [], {}
+    column_variance = None
+    for (k, ct), model, crit in zip(grid, models, scores):
+        estimators[(k, ct)] = model
+        fitted = crit is not None
+        if fitted and column_variance is None:
+            column_variance = _search.column_variance(data)
+        rows_k, ratio, degenerate = (_search.degeneracy(model._params(), crit["n"],
+                                                        column_variance)
+                                     if fitted else (np.nan, np.nan, False))
+        icl = np.nan
+        if fitted and criterion == "icl":
+            icl = crit["bic"] + 2.0 * _entropy(model, data)
+        heldout = model.score(val_X) if fitted and val_X is not None else np.nan
+        rows.append({
+            "n_components": k, "covariance_type": ct,
+            "bic": crit["bic"] if fitted else np.nan,
+            "icl": icl, "aic": crit["aic"] if fitted else np.nan,
+            "heldout": heldout,
+            "log_likelihood": crit["total"] / crit["n"] if fitted else np.nan,
+            "total_log_likelihood": crit["total"] if fitted else np.nan,
+            "n_parameters": crit["n_parameters"] if fitted else _n_parameters(k, ct, data),
+            "min_component_rows": rows_k, "min_variance_ratio": ratio,
+            "degenerate": degenerate,
+            "converged": bool(getattr(model, "converged_", False)),
+            "n_iter": int(getattr(model, "n_iter_", 0)),
+        })
+
+    ranking = _rank(rows, criterion, skip_degenerate)
+    if not ranking:
         raise ValueError(f"No candidate has a finite {criterion}; check the data")
-    if criterion == "heldout":
-        best = int(np.nanargmax(np.where(np.isfinite(scores), scores, -np.inf)))
-    else:
-        best = int(np.nanargmin(np.where(np.isfinite(scores), scores, np.inf)))
+    best = ranking[0]
     best_row = rows[best]
     params = {"n_components": best_row["n_components"],
               "covariance_type": best_row["covariance_type"]}
     best_model = estimators[(params["n_components"], params["covariance_type"])]
     if criterion == "heldout":
-        best_model = _fit(X, params["n_components"], params["covariance_type"], seed,
-                          options)
+        best_model = _refit(X, best_model, options)
     if not best_model.converged_ and max_iter > 0:
         warnings.warn(
             f"The best candidate (n_components={params['n_components']}, "
@@ -439,5 +524,107 @@ default=('full', 'diag', 'tied', 'spherical')
             f"max_iter={max_iter} iterations; increase max_iter or tol.",
             ConvergenceWarning, stacklevel=2)
     return SelectionResult(_make_table(rows), criterion, best, params, best_model,
-                           estimators)
+                           estimators, ranking, passes)
 
+
+# ---------------------------------------------------------------------------
+# The pieces of select_model
+# ---------------------------------------------------------------------------
+
+
+def _search_grid(X, ks, cts, grid, seed, options):
+    """The 'auto' search (:func:`fastem._search.search`); every candidate
+    published as a fitted GaussianMixture (transactionally: a failure leaves
+    none half-fitted)."""
+    models = [GaussianMixture(k, covariance_type=ct, random_state=seed,
+                              init_params="kmeans_standardized", **options)
+              for k, ct in grid]
+    first = models[0]
+    for m in models:
+        m._check_base_parameters()
+    data = first._as_data(X, None, reset=True)
+    with _threads.thread_limits(first.n_jobs):
+        runs, passes = _search.search(data, ks, cts, options["n_init"], seed,
+                                      options["tol"], options["reg_covar"],
+                                      options["max_iter"])
+    for (k, ct), m in zip(grid, models):
+        run = runs[(k, ct)]
+        if run.error is not None:
+            continue  # every start failed: the candidate stays unfitted
+        m._record_features(data, reset=True)
+        if hasattr(first, "feature_names_in_"):
+            m.feature_names_in_ = first.feature_names_in_
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            m._finish_fit(run)
+    return models, passes, data
+
+
+def _score(models, data, X):
+    """The criteria of every fitted candidate: one pass shared by all of them
+    (each total equals the model's own ``bic``'s); None for unfitted ones."""
+    fitted = [m for m in models if hasattr(m, "means_")]
+    try:
+        with _threads.thread_limits(models[0].n_jobs):
+            stats = data.e_pass_many([m._params() for m in fitted])
+    except _estep.ZeroDensityError:
+        crits = [m._criteria(X) for m in fitted]
+    else:
+        crits = []
+        for m, st in zip(fitted, stats):
+            p = m._n_parameters()
+            total, n = st.loglik, st.n_rows
+            crits.append({"bic": -2 * total + p * np.log(n), "aic": -2 * total + 2 * p,
+                          "total": total, "n": n, "n_parameters": p})
+    by_id = {id(m): c for m, c in zip(fitted, crits)}
+    return [by_id.get(id(m)) for m in models]
+
+
+def _entropy(model, data):
+    """``-sum_i sum_k z_ik log z_ik`` of the model's responsibilities on the
+    rows, in bounded chunks (one pass)."""
+    def chunk_entropy(wlp):
+        norm = np.logaddexp.reduce(wlp, axis=1)
+        logz = wlp - norm[:, None]
+        z = np.exp(logz)
+        with np.errstate(invalid="ignore"):
+            terms = np.where(z > 0, z * logz, 0.0)
+        return np.atleast_1d(-terms.sum())
+
+    return float(np.sum(model._collect(data, chunk_entropy)))
+
+
+def _n_parameters(k, ct, data):
+    d = data.n_features
+    cov = {"full": k * d * (d + 1) / 2, "diag": k * d, "tied": d * (d + 1) / 2,
+           "spherical": k}[ct]
+    return int(cov + k * d + k - 1)
+
+
+def _rank(rows, criterion, skip_degenerate):
+    """Positions of the rankable rows, best first (ties: grid order)."""
+    finite = [i for i, r in enumerate(rows) if np.isfinite(r[criterion])]
+    eligible = [i for i in finite if not rows[i]["degenerate"]]
+    if not skip_degenerate or not eligible:
+        eligible = finite
+    sign = -1.0 if criterion == "heldout" else 1.0
+    return sorted(eligible, key=lambda i: (sign * rows[i][criterion], i))
+
+
+def _refit(X, model, options):
+    """The held-out winner refitted on all rows, from its training fit."""
+    refit = GaussianMixture(
+        model.n_components, covariance_type=model.covariance_type,
+        weights_init=model.weights_, means_init=model.means_,
+        precisions_init=model.precisions_,
+        **{k: v for k, v in options.items() if k != "n_init"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return refit.fit(X)
+
+
+def _rows_of(table):
+    """The table's rows as dicts (DataFrame or structured array)."""
+    if hasattr(table, "to_dict"):
+        return table.to_dict("records")
+    return [{name: row[name].item() for name in table.dtype.names} for row in table]

@@ -4,7 +4,7 @@ import argparse
 
 from .._argtypes import _positive_int as _positive_int  # shared with fastem.bench
 
-from .._constants import COVARIANCE_TYPES  # noqa: F401 (used by the parser)
+from .._constants import COVARIANCE_TYPES, INIT_PARAMS  # noqa: F401 (used by the parser)
 
 
 class CLIError(Exception):

@@ -2,8 +2,8 @@
 
 import argparse
 
-from ._args import (COVARIANCE_TYPES, _columns, _covariance_types, _dtypes, _k_values,
-                    _Parser, _positive_int)
+from ._args import (COVARIANCE_TYPES, INIT_PARAMS, _columns, _covariance_types, _dtypes,
+                    _k_values, _Parser, _positive_int)
 from ._commands import (_run_bench, cmd_compile, cmd_fit, cmd_info, cmd_predict,
                         cmd_sample)
 from ._select import cmd_select
@@ -105,7 +105,7 @@ def build_parser():
     p.add_argument("--tol", type=float, default=1e-3)
     p.add_argument("--n-init", type=_positive_int, default=1)
     p.add_argument("--init-params", default="kmeans",
-                   choices=["kmeans", "k-means++", "random", "random_from_data"])
+                   choices=list(INIT_PARAMS))
     p.add_argument("--reg-covar", type=float, default=1e-6)
     p.add_argument("--random-state", type=int, default=0)
     p.add_argument("--n-jobs", type=int, default=None,

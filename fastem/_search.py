@@ -1,0 +1,238 @@
+"""The model search behind :func:`fastem.selection.select_model`.
+
+Three things make a grid of candidates trustworthy and cheap:
+
+- **Starts that find the good optimum.**  Each candidate (K, covariance
+  type) starts EM from several initial parameters: k-means on standardised
+  rows (``init_params='kmeans_standardized'``, each with its own seed), and
+  splits of the best fit with K - 1 components of the same type (the
+  heaviest components, each cut in two along its principal axis).  The
+  number of each: :func:`n_splits`.
+- **Restarts that share passes, on a screening sample.**  All starts of all
+  covariance types at one K advance together, one pass per EM iteration
+  (:func:`fastem._em.run_batch`), on at most :data:`SCREEN_ROWS` rows drawn at
+  random; then the best start of every candidate continues on all rows, every
+  candidate in the same passes.  Data with at most :data:`SCREEN_ROWS` rows
+  are their own screening sample, and the search ends there.
+- **A guard against spurious optima** (:func:`degeneracy`): a component that
+  holds fewer rows than its covariance needs, or whose covariance is almost
+  singular on the data's own scale, marks the fit as degenerate; a candidate's
+  best start is its best non-degenerate one.
+"""
+
+import numpy as np
+from sklearn.utils import check_random_state
+
+from . import _em, _estep, _init
+from ._data import ArrayData
+from ._suffstats import GaussianParams
+
+__all__ = ["SCREEN_ROWS", "MIN_VARIANCE_RATIO", "MIN_ROWS", "n_splits", "split_starts",
+           "degeneracy", "column_variance", "search"]
+
+#: Rows the starts of a search run on (a uniform random sample of larger data).
+SCREEN_ROWS = 50_000
+
+#: A fit is degenerate when a component's covariance, on the scale of the
+#: data (each column divided by its standard deviation), has an eigenvalue
+#: below this: a spread of less than 1% of the data's along some direction.
+MIN_VARIANCE_RATIO = 1e-4
+
+#: Rows (weight x n) a component needs for its covariance: d + 1 for a full
+#: covariance, 2 for a diagonal or spherical one, 1 for a tied one (it only
+#: estimates a mean).
+MIN_ROWS = {"full": lambda d: d + 1, "diag": lambda d: 2, "spherical": lambda d: 2,
+            "tied": lambda d: 1}
+
+
+def n_splits(n_components, n_init):
+    """How many starts of a candidate split the best fit with one component
+    fewer: every component of it, at most ``2 n_init - 2`` (the heaviest).
+    Besides them a candidate has ``max(2, n_init - splits)`` starts from
+    k-means on standardised rows (one start when K = 1: every start is the
+    same).  With the default n_init=5: 5 starts for K <= 4, K + 1 for
+    5 <= K <= 9, at most 10."""
+    return min(n_components - 1, 2 * n_init - 2)
+
+
+def _component_covariance(params, k):
+    ct, cov = params.covariance_type, params.covariances
+    d = params.n_features
+    if ct == "full":
+        return cov[k]
+    if ct == "tied":
+        return cov
+    if ct == "diag":
+        return np.diag(cov[k])
+    return np.eye(d) * cov[k]
+
+
+def split_starts(params, n, S, w=None):
+    """Starts with one more component: each of the ``n`` heaviest components
+    of ``params`` (ties: the first) cut in two.
+
+    The halves have half the weight, the parent's covariance, and means half
+    a standard deviation either side of the parent's mean along the principal
+    axis of the rows the parent holds: the responsibility-weighted scatter of
+    the screening rows ``S`` (weights ``w``) around the parent's mean.  (The
+    parent's own covariance has no preferred axis when it is spherical.)
+    """
+    ct = params.covariance_type
+    order = np.argsort(-params.weights, kind="stable")[:n]
+    wlp = _estep.weighted_log_prob(np.ascontiguousarray(S), params)
+    resp = np.exp(wlp - np.logaddexp.reduce(wlp, axis=1)[:, None])
+    if w is not None:
+        resp *= w[:, None]
+    out = []
+    for k in order:
+        r = resp[:, k]
+        diff = S - params.means[k]
+        scatter = (diff * r[:, None]).T @ diff / max(float(r.sum()), 1e-300)
+        if not np.all(np.isfinite(scatter)) or not r.sum() > 0:
+            scatter = _component_covariance(params, k)
+        lam, vec = np.linalg.eigh(scatter)
+        step = 0.5 * np.sqrt(max(lam[-1], 0.0)) * vec[:, -1]
+        means = np.concatenate([params.means[:k], params.means[k:k + 1] - step,
+                                params.means[k:k + 1] + step, params.means[k + 1:]])
+        weights = np.concatenate([params.weights[:k], [params.weights[k] / 2] * 2,
+                                  params.weights[k + 1:]])
+        if ct == "tied":
+            covs, pcs = params.covariances, params.precisions_cholesky
+        else:
+            dup = np.r_[np.arange(k + 1), np.arange(k, params.n_components)]
+            covs = params.covariances[dup]
+            pcs = params.precisions_cholesky[dup]
+        out.append(GaussianParams(ct, weights, means, covs.copy(), pcs.copy()))
+    return out
+
+
+def degeneracy(params, n_rows, column_variance):
+    """(fewest rows of a component, smallest covariance eigenvalue on the
+    data's scale, degenerate?) of a fit.
+
+    Parameters
+    ----------
+    params : GaussianParams
+    n_rows : float
+        Rows (or the sum of the weights) the fit is on.
+    column_variance : ndarray of shape (n_features,)
+        The data's variance of each column.
+    """
+    ct, d = params.covariance_type, params.n_features
+    rows = float(np.min(params.weights) * n_rows)
+    scale = np.where(column_variance > 0, column_variance, 1.0)
+    cov = params.covariances
+    if ct == "full":
+        s = 1.0 / np.sqrt(scale)
+        ratio = min(float(np.linalg.eigvalsh(c * s[:, None] * s[None, :])[0]) for c in cov)
+    elif ct == "tied":
+        s = 1.0 / np.sqrt(scale)
+        ratio = float(np.linalg.eigvalsh(cov * s[:, None] * s[None, :])[0])
+    elif ct == "diag":
+        ratio = float(np.min(cov / scale[None, :]))
+    else:
+        ratio = float(np.min(cov) / np.max(scale))
+    bad = rows < MIN_ROWS[ct](d) or ratio < MIN_VARIANCE_RATIO
+    return rows, ratio, bool(bad)
+
+
+def column_variance(data, rows=None):
+    """Each column's variance over at most :data:`SCREEN_ROWS` rows of data
+    (all of them when there are no more; a fixed draw otherwise), or over
+    ``rows`` = (S, weights) when given."""
+    S, w = data.sample(SCREEN_ROWS, np.random.RandomState(0)) if rows is None else rows
+    mean = np.average(S, axis=0, weights=w)
+    return np.average((S - mean) ** 2, axis=0, weights=w)
+
+
+def _best(runs, n_rows, column_variance):
+    """The best run (highest lower bound) that ended without error, preferring
+    non-degenerate ones; None when every run failed."""
+    ok = [r for r in runs if r.error is None and np.isfinite(r.lower_bound)]
+    if not ok:
+        return None
+    sound = [r for r in ok if not degeneracy(r.params, n_rows, column_variance)[2]]
+    return _em.best_of(sound or ok)
+
+
+def search(data, ks, covariance_types, n_init, random_state, tol, reg_covar, max_iter):
+    """The best run of every candidate (K, covariance type).
+
+    Parameters
+    ----------
+    data : fastem._data.RowData
+        The rows the candidates are fitted to.
+    ks : list of int
+        Numbers of components.
+    covariance_types : list of str
+    n_init : int
+        Starts per candidate.
+    random_state : numpy.random.RandomState
+    tol, reg_covar, max_iter :
+        Of every EM run, as in :class:`fastem.GaussianMixture`.
+
+    Returns
+    -------
+    runs : dict
+        ``(K, covariance_type) -> Run`` on all rows (its ``error`` set when
+        every start failed).
+    passes : int
+        Passes over all rows (beyond the screening sample) that the search
+        made.
+    """
+    rng = check_random_state(random_state)
+
+    def new_run(params):
+        return _em.Run(params, tol, reg_covar, max_iter)
+
+    n = data.n_samples if data.n_samples is not None else data.count()
+    if n is not None and n <= SCREEN_ROWS:
+        screen = data
+    else:
+        S, Sw = data.sample(SCREEN_ROWS, rng)
+        screen = ArrayData(np.ascontiguousarray(S, dtype=data.dtype), Sw)
+    rows = screen.sample(SCREEN_ROWS, np.random.RandomState(0))  # all its rows
+    variance = column_variance(screen, rows)
+    n_screen = screen.n_samples if screen.sample_weight is None else float(
+        np.sum(screen.sample_weight) * screen.weight_scale)
+
+    best = {}
+    for K in sorted(ks):
+        starts = {}
+        for ct in covariance_types:
+            parent = best.get((K - 1, ct))
+            n_split = n_splits(K, n_init) if parent is not None else 0
+            n_km = 1 if K == 1 else max(n_init - n_split, 2)
+            seeds = rng.randint(np.iinfo(np.int32).max, size=n_km)
+            runs = []
+            for seed in seeds:
+                try:
+                    stats = _init.initial_stats(screen, K, ct, "kmeans_standardized",
+                                                np.random.RandomState(seed))
+                    runs.append(new_run(stats.m_step(reg_covar)))
+                except ValueError as exc:
+                    failed = new_run(None)
+                    failed.error, failed.max_iter = exc, 0
+                    runs.append(failed)
+            if n_split:
+                runs += [new_run(p) for p in split_starts(parent.params, n_split, *rows)]
+            starts[ct] = runs
+        _em.run_batch([r for runs in starts.values() for r in runs], screen, isolate=True)
+        for ct, runs in starts.items():
+            chosen = _best(runs, n_screen, variance)
+            if chosen is None:
+                chosen = next(r for r in runs if r.error is not None)
+            best[(K, ct)] = chosen
+
+    if screen is data:
+        return best, 0
+    final = {}
+    for key, run in best.items():
+        if run.error is None:
+            final[key] = new_run(run.params)
+        else:
+            final[key] = run
+    before = [r.n_iter for r in final.values()]
+    _em.run_batch(list(final.values()), data, isolate=True)
+    passes = max([r.n_iter - b for r, b in zip(final.values(), before)], default=0)
+    return final, passes
