@@ -485,3 +485,19 @@ def test_n_init_and_init_params_validated():
         select_model(blobs(), n_components=[2], n_init=0)
     with pytest.raises(ValueError, match="Unknown init_params 'kmean'"):
         select_model(blobs(), n_components=[2], init_params="kmean")
+
+
+def test_plot_marks_best_and_runner_up():
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    X = load_old_faithful()
+    result = select_model(X, n_components=range(1, 5), covariance_types=["full", "tied"],
+                          random_state=0)
+    ax = result.plot()
+    labels = [c.get_label() for c in ax.collections]
+    assert labels == ["best: tied, 3 components", "runner-up: tied, 4 components"]
+    offsets = ax.collections[1].get_offsets()
+    i = result.ranking_[1]
+    assert offsets[0][1] == pytest.approx(column(result.table, "bic")[i])

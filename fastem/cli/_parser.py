@@ -163,8 +163,15 @@ def build_parser():
                                      "(default: 1:6)")
     p.add_argument("--types", type=_covariance_types, default=list(COVARIANCE_TYPES),
                    help="comma-separated covariance types (default: all four)")
-    p.add_argument("--criterion", choices=["bic", "aic", "heldout"], default="bic",
+    p.add_argument("--criterion", choices=["bic", "icl", "aic", "heldout"], default="bic",
                    help="how to rank the models (default: bic)")
+    p.add_argument("--n-init", type=_positive_int, default=5,
+                   help="starts per candidate (default: 5)")
+    p.add_argument("--init-params", default="auto", choices=["auto"] + list(INIT_PARAMS),
+                   help="starts: 'auto' (standardised k-means and splits of the "
+                        "K-1 fit, the default) or a GaussianMixture init_params")
+    p.add_argument("--keep-degenerate", action="store_true",
+                   help="rank candidates flagged degenerate too (default: skip them)")
     _add_data_options(p)
     p.add_argument("--random-state", type=int, default=0)
     p.add_argument("--out", metavar="MODEL.npz", default=None,

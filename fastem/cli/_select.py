@@ -25,12 +25,18 @@ def _table_rows(table):
                    f"{type(table).__name__}")
 
 
+#: Columns of the selection table that the tool does not print (the mean
+#: log-likelihood repeats the total; the guard's measures are summed up by
+#: the 'degenerate' column).
+_NOT_PRINTED = ("log_likelihood", "min_component_rows", "min_variance_ratio")
+
+
 def _selection_columns(cols, rows, criterion):
     """The table columns to print: K, type, the criterion, then the others."""
     first = [c for c in ("n_components", "covariance_type", criterion) if c in cols]
     rest = []
     for i, c in enumerate(cols):
-        if c in first:
+        if c in first or c in _NOT_PRINTED:
             continue
         values = [r[i] for r in rows]
         floats = [v for v in values if isinstance(v, (float, np.floating))]
@@ -62,7 +68,8 @@ def cmd_select(args):
         warnings.simplefilter("always")
         result = selection.select_model(
             X, n_components=ks, covariance_types=args.types, criterion=args.criterion,
-            random_state=args.random_state)
+            random_state=args.random_state, n_init=args.n_init,
+            init_params=args.init_params, skip_degenerate=not args.keep_degenerate)
     cols, rows = _table_rows(result.table)
     shown = _selection_columns(cols, rows, args.criterion)
     best = dict(getattr(result, "best_params_", {}) or {})
@@ -83,6 +90,9 @@ def cmd_select(args):
     print()
     print(_format_table(cols + ["best"], body))
     print()
+    if hasattr(result, "summary"):
+        print(result.summary())
+        print()
     print("best: " + ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
                                for k, v in best.items()))
     est = result.best_estimator_

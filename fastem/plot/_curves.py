@@ -11,6 +11,7 @@ from ._common import _COVARIANCE_TYPES, _get_ax, _import_pyplot
 # Criterion column -> (axis label, True when larger values are better).
 _CRITERIA = {
     "bic": ("BIC (lower is better)", False),
+    "icl": ("ICL (lower is better)", False),
     "aic": ("AIC (lower is better)", False),
     "heldout": ("held-out log-likelihood per sample (higher is better)", True),
 }
@@ -92,8 +93,11 @@ def plot_loglik(model, ax=None):
 def plot_selection(result_or_table, ax=None, criterion=None):
     """Plot a model-selection criterion against the number of components.
 
-    One line per covariance type; the best row overall (lowest BIC or AIC,
-    highest held-out log-likelihood) is marked with a star. Rows that repeat
+    One line per covariance type; the best row overall (lowest BIC, ICL or
+    AIC, highest held-out log-likelihood) is marked with a star.  For a
+    :class:`~fastem.selection.SelectionResult` plotted by its own criterion,
+    the best and the runner-up are those of its ranking (degenerate
+    candidates left out), the runner-up marked with a diamond. Rows that repeat
     a (covariance_type, n_components) pair, such as cross-validation folds,
     are averaged; NaN entries (failed fits) are ignored.
 
@@ -105,7 +109,7 @@ ndarray, list of dicts or DataFrame
         ``bic``, ``aic``, ``heldout``, each of shape (n_rows,).
     ax : matplotlib.axes.Axes, default=None
         Axes to draw into; a new figure is created when None.
-    criterion : {'bic', 'aic', 'heldout'}, default=None
+    criterion : {'bic', 'icl', 'aic', 'heldout'}, default=None
         Column to plot. When None, the result's own ``criterion`` attribute
         is used if it names a present column, else the first of ``bic``,
         ``aic``, ``heldout`` that is present.
@@ -151,12 +155,12 @@ ndarray, list of dicts or DataFrame
             if not present:
                 raise ValueError(
                     "The selection table has no criterion column: expected one "
-                    f"of 'bic', 'aic', 'heldout', found {sorted(columns)}"
+                    f"of 'bic', 'icl', 'aic', 'heldout', found {sorted(columns)}"
                 )
             criterion = present[0]
     elif criterion not in _CRITERIA:
         raise ValueError(
-            f"criterion must be one of 'bic', 'aic', 'heldout' or None, got "
+            f"criterion must be one of 'bic', 'icl', 'aic', 'heldout' or None, got "
             f"{criterion!r}"
         )
     elif criterion not in columns:
@@ -214,12 +218,26 @@ ndarray, list of dicts or DataFrame
             ):
                 best = (score, cov_type, int(ns[pick]), line.get_color())
 
-    score, cov_type, n_best, colour = best
+    colours = {c: line.get_color() for c, line in zip(order, ax.lines[-len(order):])}
+    ranking = getattr(result, "ranking_", None)
+    if ranking and getattr(result, "criterion", None) == criterion:
+        # the result's own ranking (degenerate candidates left out)
+        picks = [(scores[i], cov_names[i], int(n_components[i])) for i in ranking[:2]]
+    else:
+        picks = [best[:3]]
+    score, cov_type, n_best = picks[0]
     ax.scatter(
-        [n_best], [score], marker="*", s=300, color=colour, edgecolors="black",
-        linewidths=1.0, zorder=3,
+        [n_best], [score], marker="*", s=300, color=colours[cov_type],
+        edgecolors="black", linewidths=1.0, zorder=3,
         label=f"best: {cov_type}, {n_best} components",
     )
+    if len(picks) > 1:
+        score, cov_type, n_second = picks[1]
+        ax.scatter(
+            [n_second], [score], marker="D", s=90, color=colours[cov_type],
+            edgecolors="black", linewidths=1.0, zorder=3,
+            label=f"runner-up: {cov_type}, {n_second} components",
+        )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_xlabel("n_components")
     ax.set_ylabel(label)
