@@ -395,8 +395,10 @@ def test_select_structured_table(capsys, monkeypatch):
     gm = GaussianMixture(2, random_state=0).fit(load_old_faithful())
     calls = []
 
-    def select_model(X, n_components, covariance_types, criterion, random_state):
-        calls.append((X.shape, list(n_components), covariance_types, criterion))
+    def select_model(X, n_components, covariance_types, criterion, random_state, n_init,
+                     init_params, skip_degenerate):
+        calls.append((X.shape, list(n_components), covariance_types, criterion, n_init,
+                      init_params, skip_degenerate))
         table = np.array([(1, "full", 2607.6199, np.nan), (2, "full", 2322.1912, np.nan)],
                          dtype=[("n_components", "i8"), ("covariance_type", "U9"),
                                 ("bic", "f8"), ("heldout", "f8")])
@@ -409,7 +411,7 @@ def test_select_structured_table(capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "fastem.selection", fake)
     rc, out, _ = run(capsys, "select", "-k", "1:2", "--types", "full")
     assert rc == 0
-    assert calls == [((272, 2), [1, 2], ["full"], "bic")]
+    assert calls == [((272, 2), [1, 2], ["full"], "bic", 5, "auto", True)]
     header, rows = _select_rows(out)
     assert header == ["n_components", "covariance_type", "bic", "best"]  # NaN column hidden
     assert rows == [["1", "full", "2607.62"], ["2", "full", "2322.19", "*"]]
