@@ -254,11 +254,18 @@ default='dirichlet_process'
         return _variational.Prior(self.weight_concentration_prior_type, alpha, beta, mean,
                                   nu, psi)
 
-    def _update_rule(self, prior):
-        """The variational update and lower bound, as the EM driver takes them."""
+    def _update_rule(self, prior, weight_scale=1.0):
+        """The variational update and lower bound, as the EM driver takes them.
+
+        The statistics of a pass are in units of the normalised weights
+        (:func:`fastem._validation.normalise_weights`); the posterior counts
+        rows in units of the weights given (integer weights equal repeated
+        rows), so they are scaled by ``weight_scale`` first."""
         reg = self.reg_covar
 
         def update(stats, old):
+            if weight_scale != 1.0:
+                stats = stats.scale(weight_scale)
             new = _variational.posterior(stats, prior, reg)
             return new, _variational.lower_bound(stats, old, new)
 
@@ -374,7 +381,8 @@ default='dirichlet_process'
         runs = []
         with _threads.thread_limits(self.n_jobs):
             prior = self._prior(data)
-            update = self._update_rule(prior)
+            scale = data.weight_scale
+            update = self._update_rule(prior, scale)
             for init in range(n_init):
                 report = _em.Report(self.verbose, self.verbose_interval, self.progress,
                                     total=self.max_iter,
@@ -385,6 +393,8 @@ default='dirichlet_process'
                 else:
                     stats = _init.initial_stats(data, self.n_components, self.covariance_type,
                                                 self.init_params, rng)
+                    if scale != 1.0:
+                        stats = stats.scale(scale)
                     params, bound = _variational.posterior(stats, prior, self.reg_covar), -np.inf
                 run = _em.Run(params, self.tol, self.reg_covar, self.max_iter, bound, report,
                               update=update)
