@@ -20,18 +20,21 @@ __version__ = "0.1.0"
 _LAZY = {
     "GaussianMixture": "mixture",
     "MiniBatchGaussianMixture": "online",
+    "BayesianGaussianMixture": "bayesian",
+    "MiniBatchBayesianGaussianMixture": "bayesian_online",
     "GaussianParams": "_suffstats",
     "SuffStats": "_suffstats",
 }
 
-__all__ = ["GaussianMixture", "MiniBatchGaussianMixture", "GaussianParams", "SuffStats",
-           "compile", "load", "__version__"]
+__all__ = ["GaussianMixture", "MiniBatchGaussianMixture", "BayesianGaussianMixture",
+           "MiniBatchBayesianGaussianMixture", "GaussianParams", "SuffStats", "compile", "load",
+           "__version__"]
 
 
 # public submodules, imported on first access (``fastem.io`` after a plain
 # ``import fastem``)
-_SUBMODULES = ("anomaly", "bench", "cli", "datasets", "io", "mixture", "online",
-               "persist", "plot", "selection")
+_SUBMODULES = ("anomaly", "bayesian", "bayesian_online", "bench", "cli", "datasets", "io",
+               "mixture", "online", "persist", "plot", "selection")
 
 
 def __getattr__(name):

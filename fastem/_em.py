@@ -79,10 +79,17 @@ class Run:
         The lower bound of the starting point (-inf for a fresh start; the
         previous fit's for a warm start).
     report : Report or None
+    update : callable or None
+        ``update(stats, params) -> (params, lower_bound)``: the update from a
+        pass's statistics and the lower bound it reaches, in place of EM's
+        (the M-step, and the mean log-likelihood of the pass); a variational
+        mixture supplies its posterior update and evidence lower bound.
     """
 
-    def __init__(self, params, tol, reg_covar, max_iter, lower_bound=-np.inf, report=None):
+    def __init__(self, params, tol, reg_covar, max_iter, lower_bound=-np.inf, report=None,
+                 update=None):
         self.params = params
+        self.update_rule = update
         self.tol = tol
         self.reg_covar = reg_covar
         self.max_iter = max_iter
@@ -100,8 +107,11 @@ class Run:
     def update(self, stats):
         """The M-step from one pass's statistics, and the convergence test."""
         prev = self.lower_bound
-        self.params = stats.m_step(self.reg_covar)
-        self.lower_bound = stats.mean_loglik()
+        if self.update_rule is None:
+            self.params = stats.m_step(self.reg_covar)
+            self.lower_bound = stats.mean_loglik()
+        else:
+            self.params, self.lower_bound = self.update_rule(stats, self.params)
         self.bounds.append(self.lower_bound)
         self.n_iter += 1
         change = self.lower_bound - prev
@@ -189,9 +199,14 @@ class StepwiseEM:
     The step size after ``burn_in`` equally weighted batches is
     ``(t - burn_in + learning_offset) ** -learning_decay``;
     ``average_start`` (or None) starts Polyak-Ruppert averaging.
+    ``update(stats) -> params`` (or None for the M-step) turns the running
+    statistics, normalised per unit of row weight, into the next iterate;
+    stochastic variational inference supplies its posterior update there.
     """
 
-    def __init__(self, reg_covar, burn_in, learning_offset, learning_decay, average_start):
+    def __init__(self, reg_covar, burn_in, learning_offset, learning_decay, average_start,
+                 update=None):
+        self.update_rule = update
         self.reg_covar = reg_covar
         self.burn_in = burn_in
         self.learning_offset = learning_offset
@@ -227,7 +242,10 @@ class StepwiseEM:
         new["n_steps"] = t
         new["n_rows"] = state["n_rows"] + X.shape[0]
         if t >= self.burn_in:
-            iterate = blended.m_step(self.reg_covar)
+            if self.update_rule is None:
+                iterate = blended.m_step(self.reg_covar)
+            else:
+                iterate = self.update_rule(blended)
             ref2 = iterate.weights @ iterate.means
             blended = blended.recenter(iterate.means, ref2)
             new["iterate"] = iterate

@@ -272,12 +272,29 @@ class SuffStats:
         -------
         GaussianParams
         """
+        nk_eps, means, cov = self.moments(reg_covar)
+        weights = nk_eps / nk_eps.sum()
+        ct = self.covariance_type
+        pc = precision_cholesky(cov, ct)
+        return GaussianParams(ct, weights, means, cov, pc)
+
+    def moments(self, reg_covar):
+        """scikit-learn's ``_estimate_gaussian_parameters`` from these statistics.
+
+        Returns
+        -------
+        nk : ndarray of shape (K,)
+            The weight sums plus ``10 eps`` (see :meth:`m_step`).
+        means : ndarray of shape (K, d)
+        covariances : ndarray
+            The maximum-likelihood covariances with ``reg_covar`` added to
+            the diagonal, in the layout of the covariance type.
+        """
         nk = self.nk
         nk_eps = nk + self._eps10()
         safe = np.where(nk > 0, nk, 1.0)
         shift = self.s1 / nk_eps[:, None]
         means = self.ref + shift
-        weights = nk_eps / nk_eps.sum()
         ct = self.covariance_type
         K, d = self.ref.shape
         if ct == "full":
@@ -296,5 +313,4 @@ class SuffStats:
             # the centred form cannot be negative, but rounding may give -0
             var = np.maximum(var, 0.0) + reg_covar
             cov = var if ct == "diag" else var.mean(axis=1)
-        pc = precision_cholesky(cov, ct)
-        return GaussianParams(ct, weights, means, cov, pc)
+        return nk_eps, means, cov

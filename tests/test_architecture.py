@@ -21,12 +21,12 @@ ROOT = PKG.parent
 #: Layers from the bottom; a module may import (at module level) only from
 #: its own layer or below.  Sub-packages count as their top-level name.
 LAYERS = [
-    ["_constants", "_announce", "_argtypes", "_progress", "_suffstats", "_threads",
-     "_kernels", "datasets"],                     # kernels, statistics, constants
+    ["_constants", "_announce", "_argtypes", "_progress", "_suffstats", "_variational",
+     "_threads", "_kernels", "datasets"],                     # kernels, statistics, constants
     ["_estep", "_validation", "io"],             # engine, validation, chunk sources
     ["_data", "_dask"],                          # the data interface
     ["_init", "_em"],                            # the EM driver and initialisation
-    ["mixture", "online"],                       # the estimators
+    ["mixture", "online", "bayesian", "bayesian_online"],  # the estimators
     ["_compile", "_search", "selection", "anomaly", "plot", "persist", "cli", "bench",
      "__init__"],                                # the edges
 ]

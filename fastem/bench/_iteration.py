@@ -20,7 +20,7 @@ METHOD = ("ms per EM iteration = median over repeats of (t(max_iter=1+m) - "
 def run_workload(tag, scale=1.0, dtype="float64", repeats=3, libraries=LIBRARIES,
                  n_jobs=None, *, sklearn_iters=2, fastem_iters="auto", threads=None,
                  memory=True, matmul_gflops=None, sklearn_blas_threads=None,
-                 verbose=False):
+                 verbose=False, estimator="gmm"):
     """Time one EM iteration of fastem and scikit-learn on one workload.
 
     Parameters
@@ -51,6 +51,9 @@ def run_workload(tag, scale=1.0, dtype="float64", repeats=3, libraries=LIBRARIES
     sklearn_blas_threads : int, optional
         Limit scikit-learn's BLAS threads (threadpoolctl); default: the BLAS
         library's own setting.
+    estimator : {'gmm', 'bayesian'}, default='gmm'
+        GaussianMixture, or BayesianGaussianMixture (both libraries continue
+        from the same posterior; no memory measurement).
 
     Returns
     -------
@@ -73,12 +76,15 @@ def run_workload(tag, scale=1.0, dtype="float64", repeats=3, libraries=LIBRARIES
     if sklearn_iters < 1:
         raise ValueError(f"Expected sklearn_iters >= 1, got {sklearn_iters}")
     res = _describe(tag, scale, dtype)
+    res["estimator"] = estimator
+    if estimator == "bayesian":
+        memory = False
     n, d, K, ct = res["n_samples"], res["n_features"], res["n_components"], \
         res["covariance_type"]
     dtype = np.dtype(dtype)
     _progress(f"[{tag} {dtype.name}] generating {n:,} x {d} blobs, K={K}, {ct}", verbose)
     X, _truth = make_blobs(n, d, K, dtype)
-    init = initial_parameters(X, K, ct)
+    init = initial_parameters(X, K, ct, estimator)
     res["X_nbytes"] = int(X.nbytes)
     res["flops_per_iter"] = int(em_flops(n, d, K, ct))
     if matmul_gflops is None:
@@ -89,14 +95,14 @@ def run_workload(tag, scale=1.0, dtype="float64", repeats=3, libraries=LIBRARIES
     thread_list = [int(t) for t in threads] if threads else [n_jobs]
     head_jobs = thread_list[-1]
     for t in thread_list:
-        warm_up("fastem", d, K, ct, dtype, t)
+        warm_up("fastem", d, K, ct, dtype, t, estimator)
     if "sklearn" in libraries:
-        warm_up("sklearn", d, K, ct, dtype)
+        warm_up("sklearn", d, K, ct, dtype, estimator=estimator)
 
     m_sk = int(sklearn_iters)
     if fastem_iters == "auto":
         m_fe = _auto_iters(X, K, ct, init, head_jobs,
-                           m_sk if "sklearn" in libraries else 2)
+                           m_sk if "sklearn" in libraries else 2, estimator)
     else:
         m_fe = int(fastem_iters)
         if m_fe < 1:
@@ -107,7 +113,7 @@ def run_workload(tag, scale=1.0, dtype="float64", repeats=3, libraries=LIBRARIES
     for t in thread_list:
         _progress(f"[{tag} {dtype.name}] fastem n_jobs={t}: {repeats} x "
                   f"(1 and {1 + m_fe} iterations)", verbose)
-        r = _per_iteration("fastem", X, K, ct, m_fe, init, repeats, t)
+        r = _per_iteration("fastem", X, K, ct, m_fe, init, repeats, t, estimator=estimator)
         per_thread[t] = r
         fe = r
     from .._threads import resolve_n_jobs
@@ -135,7 +141,7 @@ def run_workload(tag, scale=1.0, dtype="float64", repeats=3, libraries=LIBRARIES
         _progress(f"[{tag} {dtype.name}] sklearn: {repeats} x (1 and {1 + m_sk} "
                   "iterations)", verbose)
         sk = _per_iteration("sklearn", X, K, ct, m_sk, init, repeats,
-                            blas_threads=sklearn_blas_threads)
+                            blas_threads=sklearn_blas_threads, estimator=estimator)
         sk["blas_threads"] = sklearn_blas_threads
         res["sklearn"] = sk
         res["speedup"] = (sk["ms_per_iter"] / fe["ms_per_iter"]

@@ -95,6 +95,9 @@ def build_parser():
                    help="limit scikit-learn's BLAS threads (default: the BLAS default)")
     p.add_argument("--no-memory", action="store_true",
                    help="skip the peak-memory subprocesses")
+    p.add_argument("--estimator", choices=["gmm", "bayesian", "both"], default="gmm",
+                   help="time GaussianMixture (gmm), BayesianGaussianMixture (bayesian: both "
+                        "libraries continue from the same posterior), or both side by side")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the results here")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--end-to-end", action="store_true",
@@ -141,14 +144,17 @@ def main(argv=None):
         report["method"] = METHOD
         _progress("measuring numpy matmul GFLOP/s", verbose)
         report["matmul_gflops"] = {dt: measure_matmul_gflops(dt) for dt in dtypes}
+        estimators = ["gmm", "bayesian"] if args.estimator == "both" else [args.estimator]
         for tag in args.workloads:
             for dt in dtypes:
-                results.append(run_workload(
-                    tag, args.scale, dt, args.repeats, libraries,
-                    sklearn_iters=args.sklearn_iters, fastem_iters=args.fastem_iters,
-                    threads=args.threads, memory=not args.no_memory,
-                    matmul_gflops=report["matmul_gflops"][dt],
-                    sklearn_blas_threads=args.sklearn_blas_threads, verbose=verbose))
+                for est in estimators:
+                    results.append(run_workload(
+                        tag, args.scale, dt, args.repeats, libraries,
+                        sklearn_iters=args.sklearn_iters, fastem_iters=args.fastem_iters,
+                        threads=args.threads, memory=not args.no_memory,
+                        matmul_gflops=report["matmul_gflops"][dt],
+                        sklearn_blas_threads=args.sklearn_blas_threads, verbose=verbose,
+                        estimator=est))
     # the threading layer is only known once a parallel kernel has run
     machine.update({k: v for k, v in machine_info().items()
                     if k == "numba_threading_layer"})

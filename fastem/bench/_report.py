@@ -91,7 +91,8 @@ def _iteration_table(results):
     rows = []
     for r in results:
         fe, sk = r["fastem"], r.get("sklearn")
-        row = [r["workload"], r["dtype"], _shape(r), str(r["n_components"]),
+        vb = "-VB" if r.get("estimator") == "bayesian" else ""
+        row = [r["workload"] + vb, r["dtype"], _shape(r), str(r["n_components"]),
                r["covariance_type"], _fmt(fe["ms_per_iter"], ".2f")]
         if has_sk:
             row += [_fmt(sk and sk["ms_per_iter"], ".2f"), _fmt(r.get("speedup"), ".1f")]
@@ -123,7 +124,8 @@ def _end_to_end_table(results):
     rows = []
     for r in results:
         fe, sk = r["fastem"], r.get("sklearn")
-        row = [r["workload"], r["dtype"], _shape(r), str(r["n_components"]),
+        vb = "-VB" if r.get("estimator") == "bayesian" else ""
+        row = [r["workload"] + vb, r["dtype"], _shape(r), str(r["n_components"]),
                r["covariance_type"], _fmt(fe["total_s"], ".3f"), str(fe["n_iter"]),
                _fmt(fe["lower_bound"], ".6g")]
         if has_sk:

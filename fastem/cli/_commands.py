@@ -15,6 +15,8 @@ from ._output import (PLOT_MAX_POINTS, _plot_model, _require_matplotlib,
 def _make_estimator(args):
     common = dict(n_components=args.n_components, covariance_type=args.covariance_type,
                   random_state=args.random_state)
+    if getattr(args, "bayesian", False):
+        return _make_bayesian(args, common)
     if not args.online:
         from ..mixture import GaussianMixture
 
@@ -31,6 +33,36 @@ def _make_estimator(args):
         if name in accepted:
             common[name] = getattr(args, name)
     return cls(**common)
+
+
+def _make_bayesian(args, common):
+    common.update(tol=args.tol, max_iter=args.max_iter, init_params=args.init_params,
+                  reg_covar=args.reg_covar, n_jobs=args.n_jobs, chunk_size=args.chunk_size)
+    if not args.online:
+        from ..bayesian import BayesianGaussianMixture
+
+        return BayesianGaussianMixture(n_init=args.n_init, **common)
+    from ..bayesian_online import MiniBatchBayesianGaussianMixture
+
+    if args.batch_size is not None:
+        common["batch_size"] = args.batch_size
+    return MiniBatchBayesianGaussianMixture(**common)
+
+
+def _print_scores(model, total, n):
+    """The log-likelihood and criteria, or for a variational mixture its score,
+    lower bound and effective number of components."""
+    if hasattr(model, "effective_n_components"):
+        print(f"score (variational, mean per sample): {total / n:.6g}")
+        print(f"lower bound: {model.lower_bound_:.6g}")
+        print(f"effective components: {model.effective_n_components()} of "
+              f"{model.n_components} (weights > 1e-3)")
+        return
+    p = model._n_parameters()
+    bic = -2.0 * total + p * np.log(n)
+    aic = -2.0 * total + 2.0 * p
+    print(f"log-likelihood: {total:.6g} (mean per sample {total / n:.6g})")
+    print(f"BIC: {bic:.6g}   AIC: {aic:.6g}")
 
 
 def cmd_fit(args):
@@ -66,17 +98,13 @@ def cmd_fit(args):
         # one E-step pass with the fit's kernel (no per-row array)
         total, n = model._weighted_total(score_data, None)
     d = model.means_.shape[1]
-    p = model._n_parameters()
-    bic = -2.0 * total + p * np.log(n)
-    aic = -2.0 * total + 2.0 * p
     print(f"fastem {type(model).__name__}: {K} components, "
           f"covariance_type={args.covariance_type!r}")
     print(f"data: {name}: {n} rows x {d} features ({', '.join(names)})")
     print()
     print(format_components(model, names))
     print()
-    print(f"log-likelihood: {total:.6g} (mean per sample {total / n:.6g})")
-    print(f"BIC: {bic:.6g}   AIC: {aic:.6g}")
+    _print_scores(model, total, n)
     if hasattr(model, "n_iter_"):
         status = ("converged" if getattr(model, "converged_", False)
                   else "did not converge" + ("" if args.online else " (raise --max-iter)"))

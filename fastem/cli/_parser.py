@@ -112,6 +112,11 @@ def build_parser():
                    help="number of threads (default: all)")
     p.add_argument("--online", action="store_true",
                    help="fit a MiniBatchGaussianMixture (stepwise online EM)")
+    p.add_argument("--bayesian", action="store_true",
+                   help="fit a BayesianGaussianMixture (variational, Dirichlet-process "
+                        "prior): -k is an upper bound and the components the data do not "
+                        "need get weights near 0; with --online, a "
+                        "MiniBatchBayesianGaussianMixture (stochastic variational inference)")
     p.add_argument("--batch-size", type=_positive_int, default=None,
                    help="rows per mini-batch with --online")
     p.add_argument("--out", metavar="MODEL.npz", default=None,

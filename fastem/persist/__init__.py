@@ -78,7 +78,8 @@ def save(estimator, path):
 
     Parameters
     ----------
-    estimator : GaussianMixture or MiniBatchGaussianMixture
+    estimator : GaussianMixture, MiniBatchGaussianMixture, BayesianGaussianMixture or
+        MiniBatchBayesianGaussianMixture
         Its constructor parameters (``get_params(deep=False)``) and the
         attributes named by its ``_persist_attributes()`` that it has are
         saved.
@@ -146,7 +147,8 @@ def load(path):
 
     Returns
     -------
-    estimator : GaussianMixture or MiniBatchGaussianMixture
+    estimator : GaussianMixture, MiniBatchGaussianMixture, BayesianGaussianMixture or
+        MiniBatchBayesianGaussianMixture
         A new estimator with the saved parameters and attributes.
 
     Raises

@@ -17,6 +17,9 @@ FORMAT_VERSION = 1
 CLASSES = {
     "GaussianMixture": "fastem.mixture:GaussianMixture",
     "MiniBatchGaussianMixture": "fastem.online:MiniBatchGaussianMixture",
+    "BayesianGaussianMixture": "fastem.bayesian:BayesianGaussianMixture",
+    "MiniBatchBayesianGaussianMixture":
+        "fastem.bayesian_online:MiniBatchBayesianGaussianMixture",
 }
 
 _META_KEY = "__meta__"

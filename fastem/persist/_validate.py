@@ -130,7 +130,7 @@ def validate_model(estimator, attributes, path="model", online=None):
         online statistics inconsistent with the model.
     """
     if online is None:
-        online = hasattr(estimator, "partial_fit")
+        online = hasattr(estimator, "partial_fit") and not _is_variational(estimator)
     # extreme values (weights of 1e308) must give a clear refusal, not an
     # overflow warning
     with np.errstate(all="ignore"):
@@ -184,10 +184,12 @@ def _validate_model(chk, estimator, attributes, path, online):
             chk.fail("lower_bounds_", "is not a list of numbers")
     if online:
         _validate_online(chk, a, ct, K, d)
+    if _is_variational(estimator):
+        _validate_variational(chk, estimator, a, ct, K, d)
 
 
 def _validate_online(chk, a, ct, K, d):
-    from .._suffstats import GaussianParams, SuffStats
+    from .._suffstats import GaussianParams
 
     if "_iterate" not in a:
         extra = [n for n in _ONLINE_STATE if n in a]
@@ -212,7 +214,12 @@ def _validate_online(chk, a, ct, K, d):
                            f"has {ct!r}")
         chk.params(name + ".", ct, K, d, p.weights, p.means, p.covariances,
                    p.precisions_cholesky)
-    st = a["_stats"]
+    _validate_stats(chk, a["_stats"], ct, K, d)
+
+
+def _validate_stats(chk, st, ct, K, d):
+    from .._suffstats import SuffStats
+
     if st is None:
         return
     if type(st) is not SuffStats:
@@ -235,3 +242,75 @@ def _validate_online(chk, a, ct, K, d):
         chk.fail("_stats.weight_sum", f"is {st.weight_sum!r}")
     if st.n_rows < 0:
         chk.fail("_stats.n_rows", f"is {st.n_rows!r}")
+
+
+# -- variational mixtures -----------------------------------------------------------
+
+_VARIATIONAL = ("weight_concentration_", "mean_precision_", "degrees_of_freedom_",
+                "weight_concentration_prior_", "mean_precision_prior_", "mean_prior_",
+                "degrees_of_freedom_prior_", "covariance_prior_")
+_SVI_STATE = ("_stats", "n_steps_", "n_rows_seen_", "_weight_seen", "_rng")
+
+
+def _is_variational(estimator):
+    return hasattr(estimator, "weight_concentration_prior_type")
+
+
+def _positive(chk, field, value, shape, why, low=0.0):
+    arr = chk.array(field, value, shape, why)
+    if not np.all(arr > low):
+        chk.fail(field, f"holds a value <= {low!r}; the posterior needs values > {low!r}")
+    return arr
+
+
+def _positive_real(chk, field, value, low=0.0):
+    if not _is_real(value) or not math.isfinite(float(value)) or not float(value) > low:
+        chk.fail(field, f"is {value!r:.80}; a finite number > {low!r} is needed")
+
+
+def _validate_variational(chk, estimator, a, ct, K, d):
+    """The posterior and prior of a (Mini-Batch) BayesianGaussianMixture, and
+    the stochastic-VI state of the mini-batch one."""
+    missing = [n for n in _VARIATIONAL if n not in a]
+    if missing:
+        chk.fail(missing[0], "is missing from the variational posterior")
+    why = f"n_components is {K} and n_features_in_ is {d}"
+    wc = a["weight_concentration_"]
+    if estimator.weight_concentration_prior_type == "dirichlet_process":
+        if not isinstance(wc, (tuple, list)) or len(wc) != 2:
+            chk.fail("weight_concentration_", "should be a pair of arrays (the Beta "
+                                              "parameters of the sticks)")
+        for i, part in enumerate(wc):
+            _positive(chk, f"weight_concentration_[{i}]", part, (K,), why)
+    else:
+        _positive(chk, "weight_concentration_", wc, (K,), why)
+    _positive(chk, "mean_precision_", a["mean_precision_"], (K,), why)
+    dof = a["degrees_of_freedom_"]
+    if ct == "tied":
+        _positive_real(chk, "degrees_of_freedom_", dof, d - 1.0)
+    else:
+        _positive(chk, "degrees_of_freedom_", dof, (K,), why, d - 1.0)
+    _positive_real(chk, "weight_concentration_prior_", a["weight_concentration_prior_"])
+    _positive_real(chk, "mean_precision_prior_", a["mean_precision_prior_"])
+    _positive_real(chk, "degrees_of_freedom_prior_", a["degrees_of_freedom_prior_"], d - 1.0)
+    chk.array("mean_prior_", a["mean_prior_"], (d,), why)
+    psi = a["covariance_prior_"]
+    if ct == "spherical":
+        _positive_real(chk, "covariance_prior_", psi)
+    elif ct == "diag":
+        _positive(chk, "covariance_prior_", psi, (d,), why)
+    else:
+        chk.array("covariance_prior_", psi, (d, d), why)
+        if not np.allclose(psi, psi.T) or not np.all(np.linalg.eigvalsh(psi) > 0):
+            chk.fail("covariance_prior_", "is not symmetric positive definite")
+    if not hasattr(estimator, "partial_fit") or "_stats" not in a:
+        return
+    missing = [n for n in _SVI_STATE if n not in a]
+    if missing:
+        chk.fail(missing[0], "is missing from the online state")
+    chk.int("n_steps_", a["n_steps_"])
+    chk.int("n_rows_seen_", a["n_rows_seen_"])
+    _positive_real(chk, "_weight_seen", a["_weight_seen"])
+    if not isinstance(a["_rng"], (np.random.RandomState, np.random.Generator)):
+        chk.fail("_rng", "is not a random state")
+    _validate_stats(chk, a["_stats"], ct, K, d)
