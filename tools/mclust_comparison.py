@@ -15,7 +15,8 @@ map to covariance types as VII = spherical, VVI = diag, EEE = tied,
 VVV = full (and V = the 1-D model of unequal variances).
 
 Run: ``python tools/mclust_comparison.py [--seeds N]``; prints the table and
-exits with 1 if a default fit picks another model than mclust or a candidate's
+exits with 1 if a default fit picks another model than mclust (on the 2-D Old
+Faithful data and iris) or a candidate's
 BIC is worse than mclust's by more than the 0.001 of mclust's printed digits.
 """
 
@@ -52,6 +53,9 @@ MCLUST = {
 }
 #: mclust's choice (mclustBIC's top model) on each data set
 MCLUST_BEST = {"old_faithful": (3, "tied"), "iris": (2, "full"), "eruptions": (4, "full")}
+#: Data sets where the pick must be mclust's (on eruptions alone the search
+#: finds a better 3-component fit than mclust's, and BIC then picks K=3).
+SAME_PICK = ("old_faithful", "iris")
 DIGITS = 1e-3
 
 
@@ -101,7 +105,7 @@ def main(argv=None):
     for name in MCLUST:
         for seed in range(args.seeds):
             result, best, worse, lines, seconds = compare(name, seed)
-            ok = best == MCLUST_BEST[name] and not worse
+            ok = not worse and (best == MCLUST_BEST[name] or name not in SAME_PICK)
             failed |= not ok
             print(f"{name} random_state={seed}: picks {best[1]} K={best[0]} "
                   f"(mclust: {MCLUST_BEST[name][1]} K={MCLUST_BEST[name][0]}); "
