@@ -64,6 +64,9 @@ class MiniBatchGaussianMixture(_MixtureBase):
     progress : bool, default=False
         Show a tqdm progress bar of the mini-batches of :meth:`fit` on stderr
         (needs ``pip install 'fastem[progress]'``).
+    missing : {'error', 'marginalize'}, default='error'
+        What a NaN entry means: an error, or a missing value that every
+        step marginalises (as in :class:`fastem.GaussianMixture`).
 
     Attributes
     ----------
@@ -89,7 +92,7 @@ class MiniBatchGaussianMixture(_MixtureBase):
                  max_iter=10, tol=1e-3, reg_covar=1e-6, init_params="kmeans",
                  weights_init=None, means_init=None, precisions_init=None,
                  random_state=None, verbose=0, verbose_interval=10, n_jobs=None,
-                 chunk_size=None, progress=False):
+                 chunk_size=None, progress=False, missing="error"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.batch_size = batch_size
@@ -110,6 +113,7 @@ class MiniBatchGaussianMixture(_MixtureBase):
         self.n_jobs = n_jobs
         self.chunk_size = chunk_size
         self.progress = progress
+        self.missing = missing
 
     # -- parameters ----------------------------------------------------------
 
@@ -177,7 +181,8 @@ class MiniBatchGaussianMixture(_MixtureBase):
     def _stepwise(self):
         """The stepwise-EM schedule of this estimator's parameters."""
         return _em.StepwiseEM(self.reg_covar, self.burn_in, self.learning_offset,
-                              self.learning_decay, self._average_start())
+                              self.learning_decay, self._average_start(),
+                              missing=self.missing == "marginalize")
 
     def _initial_state(self, data, rng):
         inits = self._check_initial_parameters(data.n_features)
