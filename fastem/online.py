@@ -269,6 +269,7 @@ class MiniBatchGaussianMixture(_MixtureBase):
             S, Sw = data.sample(size, rng)
             check_enough_rows(S.shape[0], self.n_components)
             sample = ArrayData(np.ascontiguousarray(S, dtype=data.dtype), Sw)
+            sample.missing = data.missing
             state = self._initial_state(sample, rng)
             per_pass = (None if data.n_samples is None
                         else -(-data.n_samples // self.batch_size))
