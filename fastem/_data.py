@@ -255,7 +255,8 @@ class SourceData(RowData):
                 raise ValueError(
                     f"Input {self.name} contains NaN or infinity (found in the rows "
                     "drawn for initialisation). Remove or impute non-finite values "
-                    "(NaN or infinity) before fitting.")
+                    "(NaN or infinity) before fitting, or, for NaN marking missing "
+                    "values, pass missing='marginalize' to the estimator.")
             return S, None
         return super().sample(size, random_state)
 

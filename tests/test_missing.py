@@ -251,3 +251,25 @@ def test_persist_round_trip(tmp_path):
     back = load(tmp_path / "m.npz")
     assert back.missing == "marginalize"
     np.testing.assert_array_equal(back.score_samples(X), gm.score_samples(X))
+
+
+def test_cli_fit_and_impute(tmp_path, capsys):
+    from fastem.cli import main
+
+    X, _ = _data("full", seed=11, n=400, frac=0.1)
+    csv = tmp_path / "t.csv"
+    _write_csv(csv, X)
+    model = tmp_path / "m.npz"
+    assert main(["fit", str(csv), "-k", "3", "--missing", "marginalize",
+                 "--out", str(model)]) == 0
+    assert main(["impute", str(model), str(csv), "--out", str(tmp_path / "f.csv")]) == 0
+    assert "imputed" in capsys.readouterr().out
+    filled = np.loadtxt(tmp_path / "f.csv", delimiter=",", skiprows=1)
+    from fastem import load
+
+    np.testing.assert_allclose(filled, load(model).impute(X), rtol=1e-15)
+    assert main(["impute", str(model), str(csv), "--out", str(tmp_path / "d.npy"),
+                 "--draw", "--random-state", "3"]) == 0
+    assert not np.isnan(np.load(tmp_path / "d.npy")).any()
+    assert main(["fit", str(csv), "-k", "3"]) == 2
+    assert "missing='marginalize'" in capsys.readouterr().err
