@@ -37,8 +37,8 @@ LOG_2PI = float(np.log(2.0 * np.pi))
 MISSING_OPTIONS = ("error", "marginalize")
 
 # The (rows x components x features) scratch of one batch is bounded by this
-# many float64 values (32 MB).
-_BATCH_VALUES = 1 << 22
+# many float64 values (8 MB: larger batches fall out of the caches and run slower).
+_BATCH_VALUES = 1 << 20
 
 
 def batch_rows(n_components, n_features):
@@ -119,28 +119,31 @@ class Conditionals:
         for rows in np.split(order, cuts):
             nq = int(q[rows[0]])
             idx = np.nonzero(miss[rows])[1].reshape(rows.size, nq)
+            # one factorisation per missing pattern and component, shared by
+            # the rows with that pattern
+            pats, inv = np.unique(idx, axis=0, return_inverse=True)
+            inv = inv.reshape(-1)
+            Lmm = lam[:, pats[:, :, None], pats[:, None, :]]  # (K or 1, U, q, q)
+            Cu = np.linalg.inv(Lmm)
+            Cu = 0.5 * (Cu + np.swapaxes(Cu, -1, -2))
+            logdet_mm = np.linalg.slogdet(Lmm)[1]  # (K or 1, U)
+            C = Cu[:, inv]  # (K or 1, n, q, q)
+            Xg = X0[rows]
             obs = ~miss[rows]
-            C = np.empty((rows.size, lam.shape[0], nq, nq))
-            for k in range(K):
-                kk = k if ct == "full" else 0
-                L = lam[kk]
-                if ct == "full" or k == 0:
-                    Lmm = L[idx[:, :, None], idx[:, None, :]]
-                    Ck = np.linalg.inv(Lmm)
-                    Ck = 0.5 * (Ck + np.swapaxes(Ck, 1, 2))
-                    logdet_mm = np.linalg.slogdet(Lmm)[1]
-                    C[:, kk] = Ck
-                diff = np.where(obs, X0[rows] - means[k], 0.0)
-                b = np.take_along_axis(diff @ L, idx, axis=1)
-                y = -np.einsum("nij,nj->ni", Ck, b)
-                np.put_along_axis(diff, idx, y, axis=1)
-                maha = np.einsum("ni,ni->n", diff @ L, diff)
-                self.logp[rows, k] = (log_norm[k] + 0.5 * nq * LOG_2PI - 0.5 * logdet_mm
-                                      - 0.5 * maha)
-                xh = X0[rows]
-                np.put_along_axis(xh, idx, y + means[k][idx], axis=1)
-                self.xhat[rows, k] = xh
-            self.groups.append((rows, idx, C))
+            diff = np.where(obs[None], Xg[None] - means[:, None, :], 0.0)  # (K, n, d)
+            Ld = np.matmul(diff, lam)  # (K, n, d): Lambda (x - mu) with x_m = mu_m
+            b = np.take_along_axis(Ld, np.broadcast_to(idx, (K,) + idx.shape), axis=2)
+            y = -np.einsum("knij,knj->kni", np.broadcast_to(C, (K,) + C.shape[1:]), b)
+            # (xhat - mu)^T Lambda (xhat - mu) with y the shift of the missing
+            # block: diff.Ld + 2 y.b + y^T Lambda_mm y, and Lambda_mm y = -b
+            maha = np.einsum("knd,knd->kn", diff, Ld) + np.einsum("knq,knq->kn", y, b)
+            self.logp[rows] = (log_norm[:, None] + 0.5 * nq * LOG_2PI
+                               - 0.5 * logdet_mm[:, inv] - 0.5 * maha).T
+            xh = np.broadcast_to(Xg, (K,) + Xg.shape).copy()
+            np.put_along_axis(xh, np.broadcast_to(idx, (K,) + idx.shape),
+                              y + means[:, idx], axis=2)
+            self.xhat[rows] = xh.transpose(1, 0, 2)
+            self.groups.append((rows, idx, np.ascontiguousarray(C.transpose(1, 0, 2, 3))))
 
 
 def log_prob(X, params):
@@ -222,28 +225,26 @@ class MissingAccumulator:
         self.nk += r.sum(axis=0)
         ct = self.ct
         K, d = self.s1.shape
-        for k in range(K):
-            g = r[:, k]
-            diff = cond.xhat[:, k] - self.ref[k]
-            gd = diff * g[:, None]
-            self.s1[k] += gd.sum(axis=0)
-            if ct == "full":
-                self.s2[k] += gd.T @ diff
-            elif ct == "tied":
-                diff2 = cond.xhat[:, k] - self.ref2
-                self.s2 += (diff2 * g[:, None]).T @ diff2
-            else:
-                self.s2[k] += (gd * diff).sum(axis=0) + g @ cond.cvar[:, k]
+        diff = cond.xhat - self.ref[None]  # (n, K, d)
+        gd = diff * r[:, :, None]
+        self.s1 += gd.sum(axis=0)
+        if ct == "full":
+            self.s2 += np.matmul(gd.transpose(1, 2, 0), diff.transpose(1, 0, 2))
+        elif ct == "tied":
+            diff2 = (cond.xhat - self.ref2).reshape(-1, d)
+            self.s2 += (diff2 * r.reshape(-1, 1)).T @ diff2
+        else:
+            self.s2 += (gd * diff).sum(axis=0) + np.einsum("nk,nkd->kd", r, cond.cvar)
         for rows, idx, C in cond.groups:
-            flat = (idx[:, :, None] * d + idx[:, None, :]).ravel()
+            flat = (idx[:, :, None] * d + idx[:, None, :])[:, None]  # (n, 1, q, q)
             if ct == "full":
-                for k in range(K):
-                    wc = r[rows, k][:, None, None] * C[:, k]
-                    self.s2[k] += np.bincount(flat, weights=wc.ravel(),
-                                              minlength=d * d).reshape(d, d)
+                flat = flat + (np.arange(K) * (d * d))[None, :, None, None]
+                wc = r[rows][:, :, None, None] * C
+                self.s2 += np.bincount(flat.ravel(), weights=wc.ravel(),
+                                       minlength=K * d * d).reshape(K, d, d)
             else:
-                wc = r[rows].sum(axis=1)[:, None, None] * C[:, 0]
-                self.s2 += np.bincount(flat, weights=wc.ravel(),
+                wc = r[rows].sum(axis=1)[:, None, None, None] * C
+                self.s2 += np.bincount(flat.ravel(), weights=wc.ravel(),
                                        minlength=d * d).reshape(d, d)
 
     def result(self):
