@@ -19,6 +19,7 @@ CASES = {
     "anomaly_detection.py": ["anomaly_detection.png"],
     "streaming_from_disk.py": ["learning_curve.png"],
     "dask_cluster.py": [],
+    "missing_values.py": ["missing_values.png"],
 }
 
 
