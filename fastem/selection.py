@@ -219,7 +219,7 @@ def select_model(X, n_components=range(1, 11),
                  covariance_types=("full", "diag", "tied", "spherical"),
                  criterion="bic", n_init=1, validation_fraction=0.2,
                  random_state=None, n_jobs=None, max_iter=100, tol=1e-3,
-                 reg_covar=1e-6):
+                 reg_covar=1e-6, missing="error"):
     """Fit a grid of Gaussian mixtures and pick the best by BIC, AIC or held-out
     log-likelihood.
 
@@ -273,6 +273,9 @@ default=('full', 'diag', 'tied', 'spherical')
         Numba threads of each fit (see :class:`fastem.GaussianMixture`).
     max_iter, tol, reg_covar :
         Passed to every :class:`fastem.GaussianMixture`.
+    missing : {'error', 'marginalize'}, default='error'
+        Passed to every candidate: with 'marginalize', NaN entries are
+        missing values and the criteria use the observed-data likelihood.
 
     Returns
     -------
@@ -352,7 +355,7 @@ default=('full', 'diag', 'tied', 'spherical')
     fraction = _check_fraction(validation_fraction)
     rng = check_random_state(random_state)
     options = dict(n_init=n_init, n_jobs=n_jobs, max_iter=max_iter, tol=tol,
-                   reg_covar=reg_covar)
+                   reg_covar=reg_covar, missing=missing)
 
     streamed = is_stream(X)
     if streamed:

@@ -273,3 +273,22 @@ def test_cli_fit_and_impute(tmp_path, capsys):
     assert not np.isnan(np.load(tmp_path / "d.npy")).any()
     assert main(["fit", str(csv), "-k", "3"]) == 2
     assert "missing='marginalize'" in capsys.readouterr().err
+
+
+def test_select_model_and_plots(tmp_path):
+    pytest.importorskip("matplotlib")
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from fastem.plot import plot_ellipses
+    from fastem.selection import select_model
+
+    X, _ = _data("full", seed=12, n=600, frac=0.1)
+    sel = select_model(X, n_components=[1, 2, 3], covariance_types=["full", "diag"],
+                       random_state=0, missing="marginalize")
+    best = sel.best_estimator_
+    assert best.missing == "marginalize"
+    assert np.isfinite(best.bic(X))
+    ax = plot_ellipses(best, X)
+    ax.figure.savefig(tmp_path / "e.png")
+    assert (tmp_path / "e.png").stat().st_size > 0
