@@ -99,10 +99,11 @@ def _block_weights(w):
     return None if w is None else np.ascontiguousarray(w, dtype=np.float64)
 
 
-def _check_block(block, w, start, name):
-    """Raise for non-finite values or bad weights; return (weight sum, rows
-    of positive weight) of the block."""
-    check_finite(np.ascontiguousarray(block), what=name, row_offset=start)
+def _check_block(block, w, start, name, missing=False):
+    """Raise for non-finite values (NaN allowed with ``missing``) or bad
+    weights; return (weight sum, rows of positive weight) of the block."""
+    check_finite(np.ascontiguousarray(block), what=name, row_offset=start,
+                 allow_nan=missing)
     if w is None:
         return 0.0, 0
     w = np.asarray(w, dtype=np.float64)
@@ -110,10 +111,16 @@ def _check_block(block, w, start, name):
     return float(w.sum()), int(np.count_nonzero(w > 0))
 
 
-def _block_stats_many(block, w, params_list):
+def _array_data(block, w, missing):
+    data = ArrayData(_contiguous(block), _block_weights(w))
+    data.missing = missing
+    return data
+
+
+def _block_stats_many(block, w, params_list, missing=False):
     """E-step statistics of one block for several sets of parameters."""
     with _task_threads():
-        return ArrayData(_contiguous(block), _block_weights(w)).e_pass_many(params_list)
+        return _array_data(block, w, missing).e_pass_many(params_list)
 
 
 def _block_hard_stats(block, w, centers, covariance_type):
@@ -122,8 +129,8 @@ def _block_hard_stats(block, w, centers, covariance_type):
     if block.shape[0] == 0:
         return None
     with _task_threads():
-        return ArrayData(block, _block_weights(w)).hard_assignment_stats(centers,
-                                                                         covariance_type)
+        return _array_data(block, w, False).hard_assignment_stats(centers,
+                                                                  covariance_type)
 
 
 def _merge(*parts):
@@ -136,16 +143,17 @@ def _merge(*parts):
     return total
 
 
-def _block_collect(block, params, reduce, name, block_info=None):
+def _block_collect(block, params, reduce, name, missing=False, block_info=None):
     block = _contiguous(block)
     start = 0
     if block_info is not None and 0 in block_info:
         start = block_info[0]["array-location"][0][0]
-    check_finite(block, what=name, row_offset=start)
+    check_finite(block, what=name, row_offset=start, allow_nan=missing)
     parts = []
     with _task_threads():
         for lo in range(0, block.shape[0], CHUNK_ROWS):
-            wlp = _estep.weighted_log_prob(block[lo:lo + CHUNK_ROWS], params)
+            wlp = _estep.weighted_log_prob(block[lo:lo + CHUNK_ROWS], params,
+                                           missing=missing)
             parts.append(reduce(wlp))
     if not parts:
         return reduce(np.empty((0, params.n_components)))
@@ -258,7 +266,8 @@ class DaskData(RowData):
 
     name = "X"
 
-    def __init__(self, X, sample_weight=None):
+    def __init__(self, X, sample_weight=None, missing=False):
+        self.missing = bool(missing)
         X, names = _as_dask_array(X, self.name)
         n, d = X.shape
         self.n_samples = int(n)
@@ -314,7 +323,7 @@ class DaskData(RowData):
         check = dask.delayed(_check_block, pure=False)
         starts = np.concatenate([[0], np.cumsum(self.X.chunks[0])[:-1]]).astype(int)
         results = dask.compute(*[
-            check(b, wb, int(s), self.name)
+            check(b, wb, int(s), self.name, self.missing)
             for b, wb, s in zip(self._blocks(), self._weight_blocks(), starts)])
         self._persisted = True
         if self.sample_weight is not None:
@@ -342,7 +351,8 @@ class DaskData(RowData):
         self._ensure_ready()
         p = dask.delayed(list(params_list), pure=True)
         stats = dask.delayed(_block_stats_many, pure=False, nout=len(params_list))
-        per_block = [stats(b, wb, p) for b, wb in zip(self._blocks(), self._weight_blocks())]
+        per_block = [stats(b, wb, p, self.missing)
+                     for b, wb in zip(self._blocks(), self._weight_blocks())]
         trees = [_tree([blk[i] for blk in per_block]) for i in range(len(params_list))]
         return list(dask.compute(*trees))
 
@@ -362,10 +372,11 @@ class DaskData(RowData):
         X = self.X
         p = dask.delayed(params, pure=True)
         if width is None:
-            return da.map_blocks(_block_collect, X, p, reduce, self.name, drop_axis=1,
+            return da.map_blocks(_block_collect, X, p, reduce, self.name, self.missing,
+                                 drop_axis=1,
                                  chunks=(X.chunks[0],), dtype=dtype,
                                  meta=np.empty((0,), dtype=dtype))
-        return da.map_blocks(_block_collect, X, p, reduce, self.name,
+        return da.map_blocks(_block_collect, X, p, reduce, self.name, self.missing,
                              chunks=(X.chunks[0], (int(width),)), dtype=dtype,
                              meta=np.empty((0, 0), dtype=dtype))
 
@@ -400,7 +411,7 @@ class DaskData(RowData):
             nxt = fetch(i + 1) if i + 1 < len(blocks) else None
             block = _contiguous(block)
             if not checked:
-                _check_block(block, w, start, self.name)
+                _check_block(block, w, start, self.name, self.missing)
             yield start, block, _block_weights(w)
             start += block.shape[0]
 

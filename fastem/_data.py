@@ -69,6 +69,8 @@ class RowData:
     weight_scale = 1.0
     in_memory = False
     feature_names = None
+    # NaN entries are missing values, marginalised (missing='marginalize')
+    missing = False
 
     def iter_chunks(self):
         """Yield (start_row, block, block_weights or None) in row order."""
@@ -84,7 +86,8 @@ class RowData:
         """One pass over the rows feeding every set of parameters: a list of
         SuffStats, each equal to :meth:`e_pass` of its parameters (the same
         chunks in the same order)."""
-        accs = [_estep.StatsAccumulator(p, self.dtype) for p in params_list]
+        accs = [_estep.StatsAccumulator(p, self.dtype, missing=self.missing)
+                for p in params_list]
         for _, block, w in self.iter_chunks():
             for acc in accs:
                 acc.add(block, w)
@@ -97,8 +100,8 @@ class RowData:
         parts = []
         for _, block, _ in self.iter_chunks():
             for lo in range(0, block.shape[0], CHUNK_ROWS):
-                parts.append(reduce(_estep.weighted_log_prob(block[lo:lo + CHUNK_ROWS],
-                                                             params)))
+                parts.append(reduce(_estep.weighted_log_prob(
+                    block[lo:lo + CHUNK_ROWS], params, missing=self.missing)))
         if parts:
             return np.concatenate(parts, axis=0)
         shape = (0,) if width is None else (0, width)
@@ -217,7 +220,8 @@ class SourceData(RowData):
     def iter_chunks(self):
         n = 0
         for index, start, block in self.source.iter_with_offsets():
-            check_finite(block, what=f"chunk {index} of {self.name}", row_offset=start)
+            check_finite(block, what=f"chunk {index} of {self.name}", row_offset=start,
+                         allow_nan=self.missing)
             n = start + block.shape[0]
             if self.sample_weight is not None and n > self.n_samples:
                 raise ValueError(
@@ -244,16 +248,20 @@ class SourceData(RowData):
 
             S = np.ascontiguousarray(reservoir_sample(self.source, size, random_state),
                                      dtype=np.float64)
-            if not np.all(np.isfinite(S)):
+            if self.missing:
+                check_finite(S, what=f"{self.name} (rows drawn for initialisation)",
+                             allow_nan=True)
+            elif not np.all(np.isfinite(S)):
                 raise ValueError(
                     f"Input {self.name} contains NaN or infinity (found in the rows "
                     "drawn for initialisation). Remove or impute non-finite values "
-                    "(NaN or infinity) before fitting.")
+                    "(NaN or infinity) before fitting, or, for NaN marking missing "
+                    "values, pass missing='marginalize' to the estimator.")
             return S, None
         return super().sample(size, random_state)
 
 
-def as_data(X, sample_weight=None, *, chunk_size=None, validate_array=None):
+def as_data(X, sample_weight=None, *, chunk_size=None, validate_array=None, missing=False):
     """The :class:`RowData` for X: one factory for every kind of input.
 
     Parameters
@@ -266,15 +274,23 @@ def as_data(X, sample_weight=None, *, chunk_size=None, validate_array=None):
     validate_array : callable
         ``validate_array(X) -> ndarray`` for in-memory input: the estimator's
         scikit-learn validation (which records the feature names).
+    missing : bool, default=False
+        NaN entries are missing values to marginalise (otherwise an error).
 
     Returns
     -------
     RowData
     """
+    data = _as_data(X, sample_weight, chunk_size, validate_array, missing)
+    data.missing = bool(missing)
+    return data
+
+
+def _as_data(X, sample_weight, chunk_size, validate_array, missing):
     if _is_dask(X):
         from ._dask import DaskData
 
-        return DaskData(X, sample_weight)
+        return DaskData(X, sample_weight, missing=missing)
     if is_stream(X):
         from . import io
 

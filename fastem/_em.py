@@ -205,8 +205,9 @@ class StepwiseEM:
     """
 
     def __init__(self, reg_covar, burn_in, learning_offset, learning_decay, average_start,
-                 update=None):
+                 update=None, missing=False):
         self.update_rule = update
+        self.missing = missing
         self.reg_covar = reg_covar
         self.burn_in = burn_in
         self.learning_offset = learning_offset
@@ -224,7 +225,8 @@ class StepwiseEM:
         # a mini-batch is often a single fixed-size task: split it in two-block
         # tasks so that every thread has work
         acc = _estep.StatsAccumulator(params, X.dtype,
-                                      rows_per_task=2 * _estep.block_size(X.shape[1]))
+                                      rows_per_task=2 * _estep.block_size(X.shape[1]),
+                                      missing=self.missing)
         acc.add(X, w)
         batch = acc.result()
         ll = batch.mean_loglik()

@@ -9,6 +9,7 @@ inside a kernel.  The kernel module is imported on first use so that
 
 import numpy as np
 
+from . import _missing
 from ._constants import CHUNK_ROWS
 from ._threads import serial_if
 from ._suffstats import SuffStats
@@ -132,9 +133,15 @@ class StatsAccumulator:
     rows_per_task : int, optional
         Rows per parallel task instead of :func:`task_rows` (a multiple of
         :func:`block_size`).
+    missing : bool, default=False
+        Rows holding NaN are marginalised (:mod:`fastem._missing`): each
+        chunk's complete rows go to the kernel as before, its incomplete rows
+        to a :class:`~fastem._missing.MissingAccumulator`, whose statistics
+        are added after the kernel's (a fixed order).  A chunk without NaN
+        takes exactly the path it takes without this option.
     """
 
-    def __init__(self, params, dtype, rows_per_task=None):
+    def __init__(self, params, dtype, rows_per_task=None, missing=False):
         self._k = kernels()
         self.params = params
         self.dtype = np.dtype(dtype)
@@ -154,6 +161,9 @@ class StatsAccumulator:
         self._acc = np.zeros(2)
         self.weight_sum = 0.0
         self.n_rows = 0
+        self._missing = (_missing.MissingAccumulator(
+            params, self._means.astype(np.float64), self._ref2.astype(np.float64))
+            if missing else None)
 
     def add(self, X, sample_weight=None):
         """Add the statistics of the rows of X (validated, C-contiguous)."""
@@ -162,6 +172,18 @@ class StatsAccumulator:
             return
         if X.dtype != self.dtype:
             raise TypeError(f"chunk dtype {X.dtype} differs from the pass's {self.dtype}")
+        if self._missing is not None:
+            inc = _missing.incomplete_rows(X)
+            if inc.size:
+                keep = np.ones(n, dtype=bool)
+                keep[inc] = False
+                w = None if sample_weight is None else np.asarray(sample_weight)
+                self._missing.add(X[inc], None if w is None else w[inc])
+                X = np.ascontiguousarray(X[keep])
+                sample_weight = None if w is None else np.ascontiguousarray(w[keep])
+                n = X.shape[0]
+                if n == 0:
+                    return
         k = self._k
         w = _weights_arg(sample_weight)
         with serial_if(n <= self._task_rows):
@@ -183,6 +205,9 @@ class StatsAccumulator:
     def result(self):
         """The accumulated statistics as a SuffStats value."""
         nbad = int(self._acc[1])
+        if self._missing is not None:
+            missing_stats, nbad_missing = self._missing.result()
+            nbad += nbad_missing
         if nbad:
             raise ZeroDensityError(
                 f"{nbad} row(s) have zero probability under every component (their "
@@ -190,10 +215,13 @@ class StatsAccumulator:
                 "range of the model. Scale the input data or check the initial "
                 "parameters.")
         ct = self.covariance_type
-        return SuffStats(ct, self.nk.copy(), self.s1.copy(), _finish_s2(ct, self.s2),
-                         self._means.astype(np.float64),
-                         self._ref2.astype(np.float64), float(self._acc[0]),
-                         self.weight_sum, self.n_rows)
+        stats = SuffStats(ct, self.nk.copy(), self.s1.copy(), _finish_s2(ct, self.s2),
+                          self._means.astype(np.float64),
+                          self._ref2.astype(np.float64), float(self._acc[0]),
+                          self.weight_sum, self.n_rows)
+        if self._missing is not None and missing_stats.n_rows:
+            stats = stats.merge(missing_stats)
+        return stats
 
 
 def _row_slices(n, size):
@@ -359,9 +387,37 @@ def hard_assignment_accumulator(centers, covariance_type, dtype):
 
 
 def add_hard_assignment(acc, X, sample_weight=None):
-    """Add rows X, each given wholly to the nearest of ``acc``'s centres."""
+    """Add rows X, each given wholly to the nearest of ``acc``'s centres.
+
+    A row with NaN entries (missing values) goes to the centre nearest in
+    its observed coordinates, and counts with its missing entries set to
+    that centre's: the start of EM, which then marginalises them."""
+    inc = _missing.incomplete_rows(X)
+    if inc.size:
+        X = np.array(X, dtype=np.float64)
+        labels, _ = nearest_centre(np.where(np.isnan(X), 0.0, X), acc.centers,
+                                   acc.centers.mean(axis=0))
+        labels[inc] = nearest_observed_centre(X[inc], acc.centers)
+        miss = np.isnan(X)
+        X[miss] = acc.centers[labels][miss]
+        acc.add_hard(X, labels, sample_weight)
+        return
     labels, _ = nearest_centre(X, acc.centers, acc.centers.mean(axis=0))
     acc.add_hard(X, labels, sample_weight)
+
+
+def nearest_observed_centre(X, centers):
+    """Index of the centre nearest to each row of X in the row's observed
+    (non-NaN) coordinates."""
+    X = np.asarray(X, dtype=np.float64)
+    C = np.asarray(centers, dtype=np.float64)
+    labels = np.empty(X.shape[0], dtype=np.int64)
+    for lo in range(0, X.shape[0], CHUNK_ROWS):
+        x = X[lo:lo + CHUNK_ROWS]
+        obs = ~np.isnan(x)
+        dist = np.stack([np.sum(np.where(obs, x - c, 0.0) ** 2, axis=1) for c in C], axis=1)
+        labels[lo:lo + CHUNK_ROWS] = dist.argmin(axis=1)
+    return labels
 
 
 def stats_from_resp(X, resp, ref, covariance_type, ref2=None):
@@ -375,8 +431,25 @@ def stats_from_resp(X, resp, ref, covariance_type, ref2=None):
     return acc.result()
 
 
-def weighted_log_prob(X, params, out=None):
-    """log w_k + log N(x | mu_k, Sigma_k), shape (n_samples, K), float64."""
+def weighted_log_prob(X, params, out=None, missing=False):
+    """log w_k + log N(x | mu_k, Sigma_k), shape (n_samples, K), float64.
+
+    With ``missing``, rows holding NaN get the density of their observed
+    entries, log w_k + log N(x_o | mu_k,o, Sigma_k,oo) (:mod:`fastem._missing`);
+    the other rows go through the kernel as without it.
+    """
+    if missing:
+        inc = _missing.incomplete_rows(X)
+        if inc.size:
+            n = X.shape[0]
+            if out is None:
+                out = np.empty((n, params.n_components))
+            keep = np.ones(n, dtype=bool)
+            keep[inc] = False
+            if keep.any():
+                out[keep] = weighted_log_prob(np.ascontiguousarray(X[keep]), params)
+            out[inc] = _missing.log_prob(X[inc], params)
+            return out
     k = kernels()
     n, d = X.shape
     means, P, log_norm = kernel_args(params, X.dtype)

@@ -127,6 +127,8 @@ def initial_stats(data, n_components, covariance_type, init_params, random_state
     size = subsample_size(n, K)
     S, Sw = data.sample(size, random_state)
     check_enough_rows(S.shape[0], K)
+    if data.missing:
+        S, Sw = complete_or_imputed(S, Sw, K)
     if init_params == "kmeans":
         seeds = kmeans_plusplus(S, K, random_state, Sw)
         centers = lloyd(S, S[seeds], weights=Sw)
@@ -227,6 +229,28 @@ def _partition_stats(S, Sw, labels, K, ct, dtype):
     return _estep.stats_from_resp(S, resp, refs, ct, ref)
 
 
+#: With missing values, k-means (and the other starts drawn from the
+#: initialisation sample) use the sample's complete rows when there are at
+#: least this many per component; otherwise the whole sample with each
+#: missing entry replaced by its column's mean over the sample.
+MIN_COMPLETE_PER_COMPONENT = 20
+
+
+def complete_or_imputed(S, Sw, K):
+    """The initialisation sample without missing entries (see
+    :data:`MIN_COMPLETE_PER_COMPONENT`), and its weights."""
+    miss = np.isnan(S)
+    if not miss.any():
+        return S, Sw
+    complete = ~miss.any(axis=1)
+    if complete.sum() >= max(MIN_COMPLETE_PER_COMPONENT * K, K):
+        return S[complete], None if Sw is None else Sw[complete]
+    means = np.nanmean(S, axis=0)
+    # a column with no observed value in the sample: 0 (its mean is unknown)
+    means = np.where(np.isnan(means), 0.0, means)
+    return np.where(miss, means, S), Sw
+
+
 def _random_resp_stats(data, K, ct, random_state):
     """Uniform random responsibilities, drawn row by row in order: the same
     numbers scikit-learn draws with ``uniform(size=(n_samples, K))``."""
@@ -240,11 +264,19 @@ def _random_resp_stats(data, K, ct, random_state):
             resp /= resp.sum(axis=1)[:, None]
             if w is not None:
                 resp *= w[a:b, None]
-            acc.add(block[a:b], resp, weight_sum=b - a if w is None else np.sum(w[a:b]))
+            rows = block[a:b]
+            if data.missing and np.isnan(rows).any():
+                # missing entries start at the data's (observed) mean
+                rows = np.where(np.isnan(rows), ref, rows)
+            acc.add(rows, resp, weight_sum=b - a if w is None else np.sum(w[a:b]))
     return acc.result()
 
 
 def _weighted_mean(data):
+    """The (weighted) column means; with missing values, of the observed
+    entries of each column."""
+    if data.missing:
+        return _weighted_observed_mean(data)
     acc = np.zeros(data.n_features)
     tot = 0.0
     for lo, block, w in data.iter_chunks():
@@ -255,3 +287,15 @@ def _weighted_mean(data):
             acc += w @ block.astype(np.float64)
             tot += w.sum()
     return acc / tot
+
+
+def _weighted_observed_mean(data):
+    acc = np.zeros(data.n_features)
+    tot = np.zeros(data.n_features)
+    for lo, block, w in data.iter_chunks():
+        obs = ~np.isnan(block)
+        vals = np.where(obs, block, 0.0)
+        ww = np.ones(block.shape[0]) if w is None else w
+        acc += ww @ vals
+        tot += ww @ obs
+    return np.where(tot > 0, acc / np.where(tot > 0, tot, 1.0), 0.0)

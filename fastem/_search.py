@@ -67,7 +67,7 @@ def _component_covariance(params, k):
     return np.eye(d) * cov[k]
 
 
-def split_starts(params, n, S, w=None):
+def split_starts(params, n, S, w=None, missing=False):
     """Starts with one more component: each of the ``n`` heaviest components
     of ``params`` (ties: the first) cut in two.
 
@@ -76,9 +76,13 @@ def split_starts(params, n, S, w=None):
     axis of the rows the parent holds: the responsibility-weighted scatter of
     the screening rows ``S`` (weights ``w``) around the parent's mean.  (The
     parent's own covariance has no preferred axis when it is spherical.)
+    With ``missing``, rows with NaN entries are left out of the scatter.
     """
     ct = params.covariance_type
     order = np.argsort(-params.weights, kind="stable")[:n]
+    if missing:
+        complete = ~np.isnan(S).any(axis=1)
+        S, w = S[complete], None if w is None else w[complete]
     wlp = _estep.weighted_log_prob(np.ascontiguousarray(S), params)
     resp = np.exp(wlp - np.logaddexp.reduce(wlp, axis=1)[:, None])
     if w is not None:
@@ -141,8 +145,13 @@ def column_variance(data, rows=None):
     (all of them when there are no more; a fixed draw otherwise), or over
     ``rows`` = (S, weights) when given."""
     S, w = data.sample(SCREEN_ROWS, np.random.RandomState(0)) if rows is None else rows
-    mean = np.average(S, axis=0, weights=w)
-    return np.average((S - mean) ** 2, axis=0, weights=w)
+    w = np.ones(S.shape[0]) if w is None else w
+    observed = ~np.isnan(S)  # NaN: missing values (missing='marginalize')
+    x = np.where(observed, S, 0.0)
+    count = w @ observed
+    count = np.where(count > 0, count, 1.0)
+    mean = (w @ x) / count
+    return (w @ (np.where(observed, S - mean, 0.0) ** 2)) / count
 
 
 def _best(runs, n_rows, column_variance):
@@ -191,6 +200,7 @@ def search(data, ks, covariance_types, n_init, random_state, tol, reg_covar, max
     else:
         S, Sw = data.sample(SCREEN_ROWS, rng)
         screen = ArrayData(np.ascontiguousarray(S, dtype=data.dtype), Sw)
+        screen.missing = data.missing
     rows = screen.sample(SCREEN_ROWS, np.random.RandomState(0))  # all its rows
     variance = column_variance(screen, rows)
     n_screen = screen.n_samples if screen.sample_weight is None else float(
@@ -215,7 +225,8 @@ def search(data, ks, covariance_types, n_init, random_state, tol, reg_covar, max
                     failed.error, failed.max_iter = exc, 0
                     runs.append(failed)
             if n_split:
-                runs += [new_run(p) for p in split_starts(parent.params, n_split, *rows)]
+                runs += [new_run(p) for p in split_starts(parent.params, n_split, *rows,
+                                                     missing=data.missing)]
             starts[ct] = runs
         _em.run_batch([r for runs in starts.values() for r in runs], screen, isolate=True)
         for ct, runs in starts.items():

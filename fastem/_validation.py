@@ -23,7 +23,8 @@ def validate_X(estimator, X, reset, min_samples=1):
             and not hasattr(estimator, "feature_names_in_")):
         # the common case of predicting / partial_fit on a clean float array:
         # nothing for scikit-learn's validation to convert or to check
-        check_finite(X, purpose="fitting" if reset else "predicting, scoring or updating")
+        check_finite(X, purpose="fitting" if reset else "predicting, scoring or updating",
+                     allow_nan=_allows_nan(estimator))
         return X
     dtype = getattr(X, "dtype", None)
     if dtype is not None and not isinstance(X, np.ndarray):
@@ -41,8 +42,13 @@ def validate_X(estimator, X, reset, min_samples=1):
         estimator, X, reset=reset, dtype=[np.float64, np.float32], order="C",
         ensure_all_finite=False, ensure_min_samples=min_samples,
     )
-    check_finite(X, purpose="fitting" if reset else "predicting, scoring or updating")
+    check_finite(X, purpose="fitting" if reset else "predicting, scoring or updating",
+                 allow_nan=_allows_nan(estimator))
     return X
+
+
+def _allows_nan(estimator):
+    return getattr(estimator, "missing", "error") == "marginalize"
 
 
 _CHECK_ROWS = 1 << 16
@@ -75,17 +81,29 @@ def _first_nonfinite_row(X):
 MAX_MAGNITUDE = {np.dtype(np.float64): 1e150, np.dtype(np.float32): 1e18}
 
 
-def check_finite(X, what="X", row_offset=0, purpose="fitting"):
+def check_finite(X, what="X", row_offset=0, purpose="fitting", allow_nan=False):
     """Raise ValueError naming the first row/column of X holding NaN or inf,
     or, for values too large to square (:data:`MAX_MAGNITUDE`), saying that
-    the data must be scaled."""
+    the data must be scaled.
+
+    With ``allow_nan`` (``missing='marginalize'``), NaN marks a missing entry
+    and is accepted, except in a row whose every entry is NaN (it carries no
+    information: the error names the row); infinity is still an error.
+    """
     if X.size == 0:
         return
     row = _first_nonfinite_row(X)
+    if row >= 0 and allow_nan:
+        _check_missing_rows(X, what, row, row_offset)
+        row = -1
     if row < 0:
         limit = MAX_MAGNITUDE.get(X.dtype)
         if limit is not None:
-            big = max(float(np.max(X)), -float(np.min(X)))
+            if allow_nan:
+                with np.errstate(invalid="ignore"):
+                    big = max(float(np.nanmax(X)), -float(np.nanmin(X)))
+            else:
+                big = max(float(np.max(X)), -float(np.min(X)))
             if big > limit:
                 raise ValueError(
                     f"Input {what} has values of magnitude up to {big:.3g}: their squares "
@@ -97,10 +115,42 @@ def check_finite(X, what="X", row_offset=0, purpose="fitting"):
     vals = X[row]
     col = int(np.flatnonzero(~np.isfinite(vals))[0])
     kind = "NaN" if np.isnan(vals[col]) else "infinity"
+    hint = (" NaN entries can also be treated as missing values and marginalised: "
+            "pass missing='marginalize' to the estimator." if kind == "NaN" else "")
     raise ValueError(
         f"Input {what} contains {kind} at row {row + row_offset}, column {col} "
         f"(value {float(vals[col])!r}). Remove or impute non-finite values (NaN or "
-        f"infinity) before {purpose}.")
+        f"infinity) before {purpose}.{hint}")
+
+
+def _check_missing_rows(X, what, first, row_offset):
+    """With missing values allowed: no infinity, and no row entirely NaN
+    (``first`` is the first row holding a non-finite value)."""
+    rest = X[first:]
+    inf = np.isinf(rest)
+    if inf.any():
+        r, c = (int(v[0]) for v in np.nonzero(inf))
+        raise ValueError(
+            f"Input {what} contains infinity at row {first + r + row_offset}, column {c} "
+            f"(value {float(rest[r, c])!r}). Only NaN marks a missing value; remove or "
+            "replace infinite values before fitting.")
+    empty = np.isnan(rest).all(axis=1)
+    if empty.any():
+        r = first + int(np.flatnonzero(empty)[0]) + row_offset
+        raise ValueError(
+            f"Input {what} has every entry missing (NaN) in row {r} ({int(empty.sum())} "
+            "such row(s)): such a row carries no information about the mixture. Drop "
+            "the rows with no observed value first, e.g. X[~np.isnan(X).all(axis=1)].")
+
+
+def check_missing_option(est):
+    """The ``missing`` parameter: 'error' (NaN is an error) or 'marginalize'."""
+    value = getattr(est, "missing", "error")
+    if not isinstance(value, str) or value not in ("error", "marginalize"):
+        raise ValueError(
+            f"The 'missing' parameter of {type(est).__name__} must be one of "
+            f"('error', 'marginalize'). Got {value!r} instead.")
+    return value == "marginalize"
 
 
 def check_sample_weight(sample_weight, n_samples):
@@ -213,6 +263,7 @@ def check_base_parameters(est):
         raise ValueError(
             f"The 'init_params' parameter of {cls} must be one of "
             f"{INIT_PARAMS}. Got {est.init_params!r} instead.")
+    check_missing_option(est)
     nj = est.n_jobs
     if nj is not None and (isinstance(nj, bool) or not isinstance(nj, numbers.Integral)
                            or nj == 0):

@@ -106,7 +106,7 @@ class _MixtureBase(DensityMixin, BaseEstimator):
             return validate_X(self, A, reset=reset, min_samples=2 if reset else 1)
 
         data = as_data(X, sample_weight, chunk_size=getattr(self, "chunk_size", None),
-                       validate_array=validate)
+                       validate_array=validate, missing=self._marginalizes())
         if not validated:
             self._record_features(data, reset)
         return data
@@ -133,6 +133,9 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         from .persist import save
 
         save(self, path)
+
+    def _marginalizes(self):
+        return getattr(self, "missing", "error") == "marginalize"
 
     def _check_predict_X(self, X):
         check_is_fitted(self)
@@ -199,6 +202,39 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         return self._collect(
             data, lambda wlp: np.exp(wlp - logsumexp(wlp, axis=1)[:, None]),
             width=self.n_components)
+
+    def impute(self, X, *, method="mean", random_state=None):
+        """Fill the missing (NaN) entries of X under the fitted mixture.
+
+        Parameters
+        ----------
+        X : array-like of shape (n_samples, n_features)
+            In memory; NaN marks a missing entry.  Rows without NaN are
+            returned unchanged.  A row with no observed entry is an error.
+        method : {'mean', 'sample'}, default='mean'
+            'mean': the conditional mean E[x_m | x_o] =
+            sum_k p(k | x_o) E[x_m | x_o, k] (the best guess in squared
+            error).  'sample': one draw from the conditional distribution
+            p(x_m | x_o) (a component drawn from p(k | x_o), then x_m from
+            its conditional Gaussian); call it with several ``random_state``
+            values for multiple imputation.
+        random_state : int, RandomState instance or None, default=None
+            The draws of 'sample'.
+
+        Returns
+        -------
+        X_filled : ndarray of shape (n_samples, n_features)
+            A copy of X (float32 stays float32) with no NaN.
+        """
+        from . import _missing
+
+        check_is_fitted(self)
+        if method not in ("mean", "sample"):
+            raise ValueError(f"The 'method' parameter of impute must be 'mean' or 'sample'. "
+                             f"Got {method!r} instead.")
+        X = validate_X(_Marginalizing(self), X, reset=False)
+        rng = check_random_state(random_state)
+        return _missing.impute(X, self._params(), method, rng)
 
     def sample(self, n_samples=1):
         """Generate random samples from the fitted mixture.
@@ -301,6 +337,19 @@ class _MixtureBase(DensityMixin, BaseEstimator):
         return self._criteria(X, sample_weight)["aic"]
 
 
+class _Marginalizing:
+    """An estimator seen with ``missing='marginalize'`` by validation
+    (:meth:`_MixtureBase.impute` accepts NaN whatever the option)."""
+
+    missing = "marginalize"
+
+    def __init__(self, est):
+        self._est = est
+
+    def __getattr__(self, name):
+        return getattr(self._est, name)
+
+
 class GaussianMixture(_MixtureBase):
     """Gaussian mixture model fitted by Expectation-Maximization.
 
@@ -363,6 +412,22 @@ class GaussianMixture(_MixtureBase):
     progress : bool, default=False
         Show a tqdm progress bar of the EM iterations on stderr (needs
         ``pip install 'fastem[progress]'``).
+    missing : {'error', 'marginalize'}, default='error'
+        What a NaN entry of X means.  'error': invalid input (the error
+        names the first one).  'marginalize': a missing value.  EM then
+        maximises the likelihood of the observed entries exactly: a row's
+        E-step uses the marginal density of its observed entries, and the
+        M-step the conditional expectations of the missing ones (and of
+        their products) given the observed ones, under each component.
+        ``predict``, ``predict_proba``, ``score_samples``, ``score``,
+        ``bic`` and ``aic`` then use the marginal density of the observed
+        entries too, and :meth:`impute` fills the missing entries.  A row
+        with no observed entry is an error.  Rows without NaN are processed
+        exactly as with 'error' (bitwise the same fit when there is none).
+        With 'kmeans' (and 'k-means++', 'random_from_data') initialisation,
+        k-means runs on the complete rows of its sample when there are at
+        least ``20 * n_components`` of them, otherwise on the sample with
+        each missing entry replaced by its column's mean.
 
     Attributes
     ----------
@@ -393,7 +458,8 @@ class GaussianMixture(_MixtureBase):
                  reg_covar=1e-6, max_iter=100, n_init=1, init_params="kmeans",
                  weights_init=None, means_init=None, precisions_init=None,
                  random_state=None, warm_start=False, verbose=0,
-                 verbose_interval=10, n_jobs=None, chunk_size=None, progress=False):
+                 verbose_interval=10, n_jobs=None, chunk_size=None, progress=False,
+                 missing="error"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -411,6 +477,7 @@ class GaussianMixture(_MixtureBase):
         self.n_jobs = n_jobs
         self.chunk_size = chunk_size
         self.progress = progress
+        self.missing = missing
 
     def _persist_attributes(self):
         return ["weights_", "means_", "covariances_", "precisions_",

@@ -65,6 +65,9 @@ class MiniBatchGaussianMixture(_MixtureBase):
     progress : bool, default=False
         Show a tqdm progress bar of the mini-batches of :meth:`fit` on stderr
         (needs ``pip install 'fastem[progress]'``).
+    missing : {'error', 'marginalize'}, default='error'
+        What a NaN entry means: an error, or a missing value that every
+        step marginalises (as in :class:`fastem.GaussianMixture`).
 
     Attributes
     ----------
@@ -90,7 +93,7 @@ class MiniBatchGaussianMixture(_MixtureBase):
                  max_iter=10, tol=1e-3, reg_covar=1e-6, init_params="kmeans",
                  weights_init=None, means_init=None, precisions_init=None,
                  random_state=None, verbose=0, verbose_interval=10, n_jobs=None,
-                 chunk_size=None, progress=False):
+                 chunk_size=None, progress=False, missing="error"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.batch_size = batch_size
@@ -111,6 +114,7 @@ class MiniBatchGaussianMixture(_MixtureBase):
         self.n_jobs = n_jobs
         self.chunk_size = chunk_size
         self.progress = progress
+        self.missing = missing
 
     # -- parameters ----------------------------------------------------------
 
@@ -178,7 +182,8 @@ class MiniBatchGaussianMixture(_MixtureBase):
     def _stepwise(self):
         """The stepwise-EM schedule of this estimator's parameters."""
         return _em.StepwiseEM(self.reg_covar, self.burn_in, self.learning_offset,
-                              self.learning_decay, self._average_start())
+                              self.learning_decay, self._average_start(),
+                              missing=self.missing == "marginalize")
 
     def _initial_state(self, data, rng):
         inits = self._check_initial_parameters(data.n_features)
@@ -265,6 +270,7 @@ class MiniBatchGaussianMixture(_MixtureBase):
             S, Sw = data.sample(size, rng)
             check_enough_rows(S.shape[0], self.n_components)
             sample = ArrayData(np.ascontiguousarray(S, dtype=data.dtype), Sw)
+            sample.missing = data.missing
             state = self._initial_state(sample, rng)
             per_pass = (None if data.n_samples is None
                         else -(-data.n_samples // self.batch_size))

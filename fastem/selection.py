@@ -259,7 +259,8 @@ def select_model(X, n_components=range(1, 11),
                  covariance_types=("full", "diag", "tied", "spherical"),
                  criterion="bic", n_init=5, validation_fraction=0.2,
                  random_state=None, n_jobs=None, max_iter=1000, tol=1e-5,
-                 reg_covar=1e-6, init_params="auto", skip_degenerate=True):
+                 reg_covar=1e-6, init_params="auto", skip_degenerate=True,
+                 missing="error"):
     """Fit a grid of Gaussian mixtures and pick the best by BIC, ICL, AIC or
     held-out log-likelihood.
 
@@ -341,6 +342,9 @@ default=('full', 'diag', 'tied', 'spherical')
     skip_degenerate : bool, default=True
         Leave candidates flagged ``degenerate`` out of the ranking unless every
         candidate is (see Notes).
+    missing : {'error', 'marginalize'}, default='error'
+        Passed to every candidate: with 'marginalize', NaN entries are
+        missing values and the criteria use the observed-data likelihood.
 
     Returns
     -------
@@ -420,7 +424,7 @@ default=('full', 'diag', 'tied', 'spherical')
     fraction = _check_fraction(validation_fraction)
     rng = check_random_state(random_state)
     options = dict(n_init=n_init, n_jobs=n_jobs, max_iter=max_iter, tol=tol,
-                   reg_covar=reg_covar)
+                   reg_covar=reg_covar, missing=missing)
 
     streamed = is_stream(X)
     if streamed:

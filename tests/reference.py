@@ -241,3 +241,85 @@ def n_parameters(covariance_type, n_components, n_features):
     cov = {"full": K * d * (d + 1) / 2, "tied": d * (d + 1) / 2, "diag": K * d,
            "spherical": K}[covariance_type]
     return int(cov + K * d + K - 1)
+
+
+# ---------------------------------------------------------------------------
+# Missing values (NaN entries marginalised)
+# ---------------------------------------------------------------------------
+
+
+def missing_e_step(X, params):
+    """Observed-data E-step, one row and one component at a time.
+
+    For row n with observed set o and missing set m, and component k:
+    log w_k + log N(x_o; mu_o, Sigma_oo) (scipy's density), the conditional
+    mean mu_m + Sigma_mo Sigma_oo^-1 (x_o - mu_o) and the conditional
+    covariance Sigma_mm - Sigma_mo Sigma_oo^-1 Sigma_om, from the covariance
+    matrices (fastem works from the precisions).
+
+    Returns
+    -------
+    logp : (n, K) weighted log densities of the observed entries
+    xhat : (n, K, d) E[x | x_o, k]
+    cond : (n, K, d, d) Cov[x | x_o, k] (zero outside the missing block)
+    """
+    from scipy.stats import multivariate_normal
+
+    X = np.asarray(X, dtype=np.float64)
+    n, d = X.shape
+    K = len(params["weights"])
+    covs = full_covariances(params["covariances"], params["covariance_type"], K, d)
+    logp = np.empty((n, K))
+    xhat = np.empty((n, K, d))
+    cond = np.zeros((n, K, d, d))
+    for i in range(n):
+        m = np.isnan(X[i])
+        o = ~m
+        xo = X[i, o]
+        for k in range(K):
+            mu = params["means"][k]
+            S = covs[k]
+            Soo = S[np.ix_(o, o)]
+            logp[i, k] = np.log(params["weights"][k]) + multivariate_normal.logpdf(
+                xo, mu[o], Soo)
+            xhat[i, k] = X[i]
+            if m.any():
+                Smo = S[np.ix_(m, o)]
+                gain = linalg.solve(Soo, Smo.T, assume_a="pos").T
+                xhat[i, k, m] = mu[m] + gain @ (xo - mu[o])
+                cond[i, k][np.ix_(m, m)] = S[np.ix_(m, m)] - gain @ Smo.T
+    return logp, xhat, cond
+
+
+def missing_em_step(X, params, reg_covar=1e-6):
+    """One EM iteration for the observed-data likelihood.
+
+    Returns (new parameter dict, mean per-row observed-data log-likelihood
+    under ``params``).  The M-step is scikit-learn's (``nk + 10 eps``
+    denominators, ``reg_covar`` on the diagonal) applied to the conditional
+    expectations: Sigma_k = sum_n r_nk (E[(x - mu_k)(x - mu_k)^T | x_o, k])
+    / N_k, the expectation being (xhat - mu_k)(xhat - mu_k)^T + Cov[x | x_o, k].
+    """
+    ct = params["covariance_type"]
+    logp, xhat, cond = missing_e_step(X, params)
+    n, K, d = xhat.shape
+    ll = logsumexp(logp, axis=1)
+    resp = np.exp(logp - ll[:, None])
+    nk = resp.sum(axis=0) + EPS10
+    means = np.stack([(resp[:, k] @ xhat[:, k]) / nk[k] for k in range(K)])
+    scat = np.zeros((K, d, d))
+    for k in range(K):
+        for i in range(n):
+            diff = xhat[i, k] - means[k]
+            scat[k] += resp[i, k] * (np.outer(diff, diff) + cond[i, k])
+    if ct == "full":
+        cov = scat / nk[:, None, None] + reg_covar * np.eye(d)
+    elif ct == "tied":
+        cov = scat.sum(axis=0) / nk.sum() + reg_covar * np.eye(d)
+    elif ct == "diag":
+        cov = np.stack([np.diag(scat[k]) / nk[k] for k in range(K)]) + reg_covar
+    else:
+        cov = np.array([np.trace(scat[k]) / (d * nk[k]) for k in range(K)]) + reg_covar
+    new = {"covariance_type": ct, "weights": nk / nk.sum(), "means": means,
+           "covariances": cov, "precisions_cholesky": precision_cholesky(cov, ct)}
+    return new, float(ll.mean())

@@ -20,6 +20,7 @@ CASES = {
     "streaming_from_disk.py": ["learning_curve.png"],
     "dask_cluster.py": [],
     "unknown_k.py": ["unknown_k_weights.png"],
+    "missing_values.py": ["missing_values.png"],
 }
 
 

@@ -9,8 +9,9 @@ import time
 from .._argtypes import _positive_int
 from ._iteration import METHOD, run_workload
 from ._machine import machine_info, measure_matmul_gflops
+from ._missing import format_missing_table, run_missing
 from ._modes import run_compile, run_end_to_end
-from ._report import _jsonable, format_table
+from ._report import _jsonable, format_header, format_table
 from ._workloads import LIBRARIES, WORKLOADS, _progress
 
 SCHEMA = "fastem-bench/1"
@@ -105,6 +106,10 @@ def build_parser():
     mode.add_argument("--compile", action="store_true",
                       help="import time and first-fit latency, cold and warm Numba cache, "
                            "in fresh subprocesses")
+    mode.add_argument("--missing", action="store_true",
+                      help="per-iteration time with missing values: complete data, the "
+                           "option on without NaN, and 10%% of rows missing 1-4 features "
+                           "(fastem only)")
     p.add_argument("-q", "--quiet", action="store_true", help="no progress on stderr")
     return p
 
@@ -131,6 +136,22 @@ def main(argv=None):
                 if (ct, dt) not in seen:
                     seen.append((ct, dt))
                     results.append(run_compile(ct, dt, d, K, verbose))
+    elif args.missing:
+        report["mode"] = "missing"
+        report["method"] = ("per-iteration time (differenced fits from the same explicit "
+                            "initial parameters, tol=0), the three variants interleaved; "
+                            "median over repeats")
+        for tag in args.workloads:
+            for dt in dtypes:
+                results.append(run_missing(tag, args.scale, dt, args.repeats,
+                                           n_jobs=None, verbose=verbose))
+        print(format_header(machine) + "\n" + report["method"] + "\n")
+        print(format_missing_table(results))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(_jsonable(report), f, indent=2)
+                f.write("\n")
+        return 0
     elif args.end_to_end:
         report["mode"] = "end-to-end"
         report["method"] = ("total fit time, default initialisation (random_state=0), "

@@ -23,13 +23,13 @@ def _make_estimator(args):
         return GaussianMixture(
             tol=args.tol, max_iter=args.max_iter, n_init=args.n_init,
             init_params=args.init_params, reg_covar=args.reg_covar, n_jobs=args.n_jobs,
-            chunk_size=args.chunk_size, **common)
+            chunk_size=args.chunk_size, missing=args.missing, **common)
     online = _import_optional("fastem.online", "fastem fit --online")
     cls = online.MiniBatchGaussianMixture
     if args.batch_size is not None:
         common["batch_size"] = args.batch_size
     accepted = cls().get_params(deep=False)
-    for name in ("reg_covar", "n_jobs", "chunk_size", "init_params"):
+    for name in ("reg_covar", "n_jobs", "chunk_size", "init_params", "missing"):
         if name in accepted:
             common[name] = getattr(args, name)
     return cls(**common)

@@ -6,6 +6,7 @@ from ._args import (COVARIANCE_TYPES, INIT_PARAMS, _columns, _covariance_types, 
                     _k_values, _Parser, _positive_int)
 from ._commands import (_run_bench, cmd_compile, cmd_fit, cmd_info, cmd_predict,
                         cmd_sample)
+from ._impute import cmd_impute
 from ._select import cmd_select
 
 EPILOG_FIT = """examples:
@@ -28,6 +29,18 @@ EPILOG_PREDICT = """examples:
 
 Labels are written as an int64 array of shape (n_samples,); with --proba the
 posterior probabilities as a float64 array of shape (n_samples, n_components).
+"""
+
+EPILOG_IMPUTE = """examples:
+  fastem fit table.csv -k 3 --missing marginalize --out model.npz
+  fastem impute model.npz table.csv --out filled.csv
+  fastem impute model.npz table.csv --out draw1.csv --draw --random-state 1
+
+Missing entries (empty CSV cells, NaN, Parquet nulls) are replaced by their
+conditional mean given the row's observed entries under the mixture, or with
+--draw by one draw from that conditional distribution (run it with several
+--random-state values for multiple imputation). Rows are read and written
+chunk by chunk.
 """
 
 EPILOG_INFO = """examples:
@@ -110,6 +123,9 @@ def build_parser():
     p.add_argument("--random-state", type=int, default=0)
     p.add_argument("--n-jobs", type=int, default=None,
                    help="number of threads (default: all)")
+    p.add_argument("--missing", choices=["error", "marginalize"], default="error",
+                   help="NaN entries / empty cells: an error (default) or missing "
+                        "values to marginalise")
     p.add_argument("--online", action="store_true",
                    help="fit a MiniBatchGaussianMixture (stepwise online EM)")
     p.add_argument("--bayesian", action="store_true",
@@ -138,6 +154,19 @@ def build_parser():
     _add_data_options(p)
     p.add_argument("--n-jobs", type=int, default=None, help="number of threads")
     p.set_defaults(func=cmd_predict)
+
+    p = _sub(sub, "impute", "fill the missing entries of a data file with a saved model",
+             "Replace each missing entry of PATH by its conditional mean under MODEL "
+             "given the row's observed entries (or a draw with --draw).", EPILOG_IMPUTE)
+    p.add_argument("model", metavar="MODEL", help="model file written by 'fastem fit --out'")
+    p.add_argument("path", metavar="PATH", help="data file")
+    p.add_argument("--out", metavar="OUT.csv", required=True,
+                   help="output file (.csv, .tsv, .txt or .npy)")
+    p.add_argument("--draw", action="store_true",
+                   help="draw from the conditional distribution instead of its mean")
+    p.add_argument("--random-state", type=int, default=None, help="seed of --draw")
+    _add_data_options(p)
+    p.set_defaults(func=cmd_impute)
 
     p = _sub(sub, "info", "describe a saved model",
              "Print the class, covariance type, size, convergence and components of "
