@@ -311,6 +311,14 @@ class SuffStats:
         else:
             var = (self.s2 - self.s1**2 / safe[:, None]) / nk_eps[:, None]
             # the centred form cannot be negative, but rounding may give -0
-            var = np.maximum(var, 0.0) + reg_covar
+            var = np.maximum(var, 0.0)
+            # scikit-learn's E[x^2] - mean^2 with both over nk + 10 eps equals
+            # the centred variance plus nk 10eps xbar^2 / (nk + 10 eps)^2: a
+            # bias far below the variance's last bit unless the variance is
+            # ~0 (a component on one row), where it keeps the variance
+            # positive as scikit-learn's does (its issue 18216)
+            xbar = self.ref + self.s1 / safe[:, None]
+            var += (nk * (nk_eps - nk) / nk_eps**2)[:, None] * xbar**2
+            var += reg_covar
             cov = var if ct == "diag" else var.mean(axis=1)
         return nk_eps, means, cov

@@ -284,8 +284,18 @@ def test_m_step_collapsed_component_raises():
     resp[5:, 1] = 1
     for ct in ("full", "diag", "spherical"):
         a = _stats(X, resp, np.zeros((2, 2)), ct, np.zeros(2))
-        with pytest.raises(ValueError, match="ill-defined empirical covariance"):
-            a.m_step(0.0)
+        if ct == "full":
+            with pytest.raises(ValueError, match="ill-defined empirical covariance"):
+                a.m_step(0.0)
+        else:
+            # diag/spherical keep scikit-learn's positive bias
+            # nk 10eps xbar^2 / (nk + 10 eps)^2 (here xbar = 1, nk = 5)
+            eps10 = 10 * np.finfo(np.float64).eps
+            cov = a.m_step(0.0).covariances[0]
+            # (plus the rounding of the centred sum, a few eps * x^2)
+            np.testing.assert_allclose(cov, 5 * eps10 / (5 + eps10) ** 2, rtol=0,
+                                       atol=4 * np.finfo(np.float64).eps)
+            assert np.all(cov > 0)
         assert np.all(np.isfinite(a.m_step(1e-6).precisions_cholesky))
 
 
