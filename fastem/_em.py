@@ -164,6 +164,30 @@ def _isolated(run, step):
         return None
 
 
+def run_starts(n_init, start, data, verbose=0, verbose_interval=10, progress=False,
+               max_iter=None, desc="EM"):
+    """The runs of a fit's ``n_init`` starts, one after the other, each with
+    its own :class:`Report` (scikit-learn's verbose lines, a progress bar);
+    returns the best (:func:`best_of`).
+
+    ``start(report) -> Run`` makes the run of the next start (its initial
+    parameters drawn in order, so a random state gives the same starts).
+    """
+    runs = []
+    for init in range(n_init):
+        report = Report(verbose, verbose_interval, progress, total=max_iter,
+                        desc=f"{desc} (init {init + 1}/{n_init})")
+        report.start(init)
+        run = start(report)
+        try:
+            run_batch([run], data)
+        finally:
+            report.bar.close()
+        report.end(run.converged, run.lower_bound)
+        runs.append(run)
+    return best_of(runs)
+
+
 def best_of(runs):
     """The run with the highest final lower bound (the first on ties), as
     scikit-learn picks among initialisations."""

@@ -272,6 +272,30 @@ def check_base_parameters(est):
             f"(-1 for all cores). Got {nj!r} instead.")
 
 
+#: The step-size parameters of the online estimators (stepwise EM and
+#: stochastic variational inference): (name, test, what a valid value is).
+STEPWISE_CONSTRAINTS = (
+    ("batch_size", lambda v: isinstance(v, numbers.Integral) and v >= 1, "an int >= 1"),
+    ("learning_decay", lambda v: isinstance(v, numbers.Real) and 0.5 < v <= 1,
+     "in (0.5, 1] for the Robbins-Monro steps to converge"),
+    ("learning_offset", lambda v: isinstance(v, numbers.Real) and np.isfinite(v) and v >= 0,
+     "a finite float >= 0"),
+    ("burn_in", lambda v: isinstance(v, numbers.Integral) and v >= 1, "an int >= 1"),
+)
+
+
+def check_constraints(est, constraints):
+    """Check ``(name, test, what)`` constraints on the estimator's parameters,
+    with scikit-learn's text (``The 'name' parameter of Class must be ...``);
+    booleans are never valid numbers."""
+    cls = type(est).__name__
+    for name, ok, what in constraints:
+        value = getattr(est, name)
+        if isinstance(value, (bool, np.bool_)) or not ok(value):
+            raise ValueError(f"The '{name}' parameter of {cls} must be {what}. "
+                             f"Got {value!r} instead.")
+
+
 def check_initial_parameters(est, n_features):
     """Validate weights_init, means_init and precisions_init.
 

@@ -378,16 +378,12 @@ default='dirichlet_process'
         warm = self.warm_start and hasattr(self, "converged_")
         n_init = 1 if warm else self.n_init
         rng = check_random_state(self.random_state)
-        runs = []
         with _threads.thread_limits(self.n_jobs):
             prior = self._prior(data)
             scale = data.weight_scale
             update = self._update_rule(prior, scale)
-            for init in range(n_init):
-                report = _em.Report(self.verbose, self.verbose_interval, self.progress,
-                                    total=self.max_iter,
-                                    desc=f"VB (init {init + 1}/{n_init})")
-                report.start(init)
+
+            def start(report):
                 if warm:
                     params, bound = self._params(), self.lower_bound_
                 else:
@@ -396,15 +392,11 @@ default='dirichlet_process'
                     if scale != 1.0:
                         stats = stats.scale(scale)
                     params, bound = _variational.posterior(stats, prior, self.reg_covar), -np.inf
-                run = _em.Run(params, self.tol, self.reg_covar, self.max_iter, bound, report,
-                              update=update)
-                try:
-                    _em.run_batch([run], data)
-                finally:
-                    report.bar.close()
-                report.end(run.converged, run.lower_bound)
-                runs.append(run)
-        best = _em.best_of(runs)
+                return _em.Run(params, self.tol, self.reg_covar, self.max_iter, bound, report,
+                               update=update)
+
+            best = _em.run_starts(n_init, start, data, self.verbose, self.verbose_interval,
+                                  self.progress, self.max_iter, desc="VB")
         self.converged_ = best.converged
         _em.warn_not_converged(best.converged, self.max_iter, _em.BATCH_WARNING,
                                stacklevel=4)

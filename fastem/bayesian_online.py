@@ -23,7 +23,7 @@ from sklearn.utils import check_random_state
 
 from . import _em, _init, _threads, _variational
 from ._data import ArrayData
-from ._validation import check_enough_rows
+from ._validation import STEPWISE_CONSTRAINTS, check_constraints, check_enough_rows
 from .bayesian import BayesianGaussianMixture
 
 
@@ -116,24 +116,10 @@ class MiniBatchBayesianGaussianMixture(BayesianGaussianMixture):
 
     def _check_online_parameters(self):
         self._check_bayesian_parameters()
-        cls = type(self).__name__
-        checks = (
-            ("batch_size", self.batch_size, lambda v: isinstance(v, numbers.Integral)
-             and v >= 1, "an int >= 1"),
-            ("learning_decay", self.learning_decay, lambda v: isinstance(v, numbers.Real)
-             and 0.5 < v <= 1, "in (0.5, 1] for the Robbins-Monro steps to converge"),
-            ("learning_offset", self.learning_offset, lambda v: isinstance(v, numbers.Real)
-             and np.isfinite(v) and v >= 0, "a finite float >= 0"),
-            ("burn_in", self.burn_in, lambda v: isinstance(v, numbers.Integral) and v >= 1,
-             "an int >= 1"),
-            ("total_samples", self.total_samples, lambda v: v is None or (
+        check_constraints(self, STEPWISE_CONSTRAINTS + (
+            ("total_samples", lambda v: v is None or (
                 isinstance(v, numbers.Real) and np.isfinite(v) and v > 0),
-             "None or a finite float > 0 (the number of rows the posterior describes)"),
-        )
-        for name, value, ok, what in checks:
-            if isinstance(value, bool) or not ok(value):
-                raise ValueError(f"The '{name}' parameter of {cls} must be {what}. "
-                                 f"Got {value!r} instead.")
+             "None or a finite float > 0 (the number of rows the posterior describes)"),))
 
     def _persist_attributes(self):
         return super()._persist_attributes() + [

@@ -532,25 +532,16 @@ class GaussianMixture(_MixtureBase):
         warm = self.warm_start and hasattr(self, "converged_")
         n_init = 1 if warm else self.n_init
         rng = check_random_state(self.random_state)
-        runs = []
+
+        def start(report):
+            if warm:
+                return self._new_run(self._params(), self.lower_bound_, report)
+            return self._new_run(self._initial_params(data, rng, inits), -np.inf, report)
+
         with _threads.thread_limits(self.n_jobs):
-            for init in range(n_init):
-                report = _em.Report(self.verbose, self.verbose_interval, self.progress,
-                                    total=self.max_iter,
-                                    desc=f"EM (init {init + 1}/{n_init})")
-                report.start(init)
-                if warm:
-                    run = self._new_run(self._params(), self.lower_bound_, report)
-                else:
-                    run = self._new_run(self._initial_params(data, rng, inits), -np.inf,
-                                        report)
-                try:
-                    _em.run_batch([run], data)
-                finally:
-                    report.bar.close()
-                report.end(run.converged, run.lower_bound)
-                runs.append(run)
-        self._finish_fit(_em.best_of(runs))
+            best = _em.run_starts(n_init, start, data, self.verbose, self.verbose_interval,
+                                  self.progress, self.max_iter)
+        self._finish_fit(best)
         return data
 
     def _new_run(self, params, lower_bound, report=None):

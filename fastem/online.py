@@ -18,7 +18,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from . import _em, _init, _threads
-from ._validation import check_enough_rows
+from ._validation import STEPWISE_CONSTRAINTS, check_constraints, check_enough_rows
 from ._data import ArrayData
 from .mixture import _MixtureBase
 
@@ -120,30 +120,12 @@ class MiniBatchGaussianMixture(_MixtureBase):
 
     def _check_online_parameters(self):
         self._check_base_parameters()
-        cls = type(self).__name__
-        bs = self.batch_size
-        if isinstance(bs, bool) or not isinstance(bs, numbers.Integral) or bs < 1:
-            raise ValueError(f"The 'batch_size' parameter of {cls} must be an int >= 1. "
-                             f"Got {bs!r} instead.")
-        dec = self.learning_decay
-        if isinstance(dec, bool) or not isinstance(dec, numbers.Real) or not 0.5 < dec <= 1:
-            raise ValueError(
-                f"The 'learning_decay' parameter of {cls} must be in (0.5, 1] for "
-                f"stepwise EM to converge. Got {dec!r} instead.")
-        off = self.learning_offset
-        if isinstance(off, bool) or not isinstance(off, numbers.Real) or not off >= 0 \
-                or not np.isfinite(off):
-            raise ValueError(f"The 'learning_offset' parameter of {cls} must be a "
-                             f"finite float >= 0. Got {off!r} instead.")
-        bi = self.burn_in
-        if isinstance(bi, bool) or not isinstance(bi, numbers.Integral) or bi < 1:
-            raise ValueError(f"The 'burn_in' parameter of {cls} must be an int >= 1. "
-                             f"Got {bi!r} instead.")
+        check_constraints(self, STEPWISE_CONSTRAINTS)
         av = self.average
         if not (isinstance(av, (bool, np.bool_)) or (isinstance(av, numbers.Integral)
                                                      and av >= 1)):
-            raise ValueError(f"The 'average' parameter of {cls} must be a bool or an "
-                             f"int >= 1. Got {av!r} instead.")
+            raise ValueError(f"The 'average' parameter of {type(self).__name__} must be "
+                             f"a bool or an int >= 1. Got {av!r} instead.")
 
     def _average_start(self):
         if self.average is True or self.average is np.True_:
