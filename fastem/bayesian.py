@@ -17,7 +17,7 @@ from sklearn.utils import check_random_state
 from . import _em, _init, _threads, _variational
 from ._suffstats import GaussianParams
 from ._validation import check_enough_rows
-from .mixture import _MixtureBase
+from .mixture import BatchFitMixin, _MixtureBase
 
 
 def _check_shape(value, shape, name):
@@ -77,7 +77,7 @@ def data_moments(data, full):
     return ref[0], scatter * data.weight_scale / (total - 1.0)
 
 
-class BayesianGaussianMixture(_MixtureBase):
+class BayesianGaussianMixture(BatchFitMixin, _MixtureBase):
     """Variational Bayesian estimation of a Gaussian mixture.
 
     A drop-in replacement for :class:`sklearn.mixture.BayesianGaussianMixture`
@@ -359,17 +359,6 @@ default='dirichlet_process'
         with self._transaction(), self._announce_compiles():
             self._fit(X, sample_weight)
         return self
-
-    def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit and return the label of each sample (equal to ``fit(X).predict(X)``).
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        with self._transaction(), self._announce_compiles():
-            data = self._fit(X, sample_weight)
-        return self._collect(data, lambda wlp: wlp.argmax(axis=1), dtype=np.int64)
 
     def _fit(self, X, sample_weight):
         self._check_bayesian_parameters()

@@ -350,7 +350,26 @@ class _Marginalizing:
         return getattr(self._est, name)
 
 
-class GaussianMixture(_MixtureBase):
+class BatchFitMixin:
+    """``fit_predict`` of the estimators whose ``_fit`` makes full passes and
+    returns its data (GaussianMixture, BayesianGaussianMixture)."""
+
+    def fit_predict(self, X, y=None, sample_weight=None):
+        """Fit the model and return the label of each sample.
+
+        Equal to ``fit(X).predict(X)``, labelling the rows with the fitted
+        parameters in one more pass.
+
+        Returns
+        -------
+        labels : ndarray of shape (n_samples,)
+        """
+        with self._transaction(), self._announce_compiles():
+            data = self._fit(X, sample_weight)
+        return self._collect(data, lambda wlp: wlp.argmax(axis=1), dtype=np.int64)
+
+
+class GaussianMixture(BatchFitMixin, _MixtureBase):
     """Gaussian mixture model fitted by Expectation-Maximization.
 
     A drop-in replacement for :class:`sklearn.mixture.GaussianMixture` with
@@ -508,19 +527,6 @@ class GaussianMixture(_MixtureBase):
         with self._transaction(), self._announce_compiles():
             self._fit(X, sample_weight)
         return self
-
-    def fit_predict(self, X, y=None, sample_weight=None):
-        """Fit the model and return the label of each sample.
-
-        Equal to ``fit(X).predict(X)``.
-
-        Returns
-        -------
-        labels : ndarray of shape (n_samples,)
-        """
-        with self._transaction(), self._announce_compiles():
-            data = self._fit(X, sample_weight)
-        return self._collect(data, lambda wlp: wlp.argmax(axis=1), dtype=np.int64)
 
     # -- the EM driver -------------------------------------------------------
 
