@@ -46,13 +46,23 @@ _BATCH_VALUES = 1 << 20
 # not depend on the thread count or on how the data were chunked).
 KERNEL_BLOCK = 64
 KERNEL_TASK_ROWS = 256
-KERNEL_TASKS_PER_CALL = 16
+KERNEL_TASKS_PER_CALL = 64
 
 
 def batch_rows(n_components, n_features):
     """Incomplete rows handled together: a function of K and d only, so that
     batches (and hence the statistics, bitwise) do not depend on chunking."""
     return int(max(256, min(1 << 15, _BATCH_VALUES // max(1, n_components * n_features))))
+
+
+def _pattern_keys(miss):
+    """A sortable key per row of the boolean mask ``miss`` that is equal for
+    equal rows (int64 bit masks up to 62 columns, else the rank of the row
+    among the distinct rows)."""
+    n, d = miss.shape
+    if d <= 62:
+        return miss.astype(np.int64) @ (np.int64(1) << np.arange(d, dtype=np.int64))
+    return np.unique(miss, axis=0, return_inverse=True)[1].reshape(-1)
 
 
 def incomplete_rows(X):
@@ -248,6 +258,10 @@ class MissingAccumulator:
 
             self.weight_sum += float(w.sum())
             self.n_rows += X.shape[0]
+            # rows sorted by missing pattern (stable): the kernel factorises
+            # each pattern's block of the precisions once per run of rows
+            order = np.argsort(_pattern_keys(np.isnan(X)), kind="stable")
+            X, w = X[order], w[order]
             _kernels.pass_missing(np.ascontiguousarray(X), np.ascontiguousarray(w),
                                   *self._kernel_args(), KERNEL_BLOCK, KERNEL_TASK_ROWS,
                                   self.nk, self.s1,

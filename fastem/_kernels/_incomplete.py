@@ -155,17 +155,46 @@ def _schur_row(P, lam, pk, idx, r, q, z, b, Lf, W, D, invD, Y, C, k):
     return yb, logdet
 
 
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _solve_packed(P, pk, idx, r, q, z, b, C, kf, rf, Y, k):
+    """As :func:`_schur_row` for a row whose missing pattern was factorised
+    already (the factors packed in C[kf, rf]): b = P[m, :] z[:, r], the
+    shift Y[k, r, :q] = -Lambda_mm^-1 b; returns y.b."""
+    d = P.shape[1]
+    for a in range(q):
+        ma = idx[r, a]
+        s = 0.0
+        for j in range(ma, d):
+            s += P[pk, ma, j] * z[j, r]
+        b[a] = s
+    base = q * (q - 1) // 2
+    for a in range(q):
+        s = -b[a]
+        for e in range(a):
+            s -= C[kf, rf, a * (a - 1) // 2 + e] * Y[k, r, e]
+        Y[k, r, a] = s
+    yb = 0.0
+    for a in range(q - 1, -1, -1):
+        s = Y[k, r, a] * C[kf, rf, base + a]
+        for e in range(a + 1, q):
+            s -= C[kf, rf, e * (e - 1) // 2 + a] * Y[k, r, e]
+        Y[k, r, a] = s
+        yb += s * b[a]
+    return yb
+
+
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
-def _add_cond_cov(C, k, r, idx, q, g, Lf, Linv, s2, t, s):
+def _add_cond_cov(C, k, rf, r, idx, q, g, Lf, Linv, s2, t, s):
     """s2[t, s, m_a, m_c] += g * (Lambda_mm^-1)[a, c] for a <= c (upper
     triangle; m = idx[r, :q] is increasing), from the factors Lambda_mm =
-    Lf D Lf^T packed into C[k, r] by :func:`_schur_row`: Lambda_mm^-1 =
+    Lf D Lf^T packed into C[k, rf] by :func:`_schur_row` (row rf has row
+    r's missing pattern): Lambda_mm^-1 =
     Linv^T D^-1 Linv with Linv = Lf^-1 (unit lower).  Called only for rows
     and components of nonzero responsibility (most are exactly 0)."""
     pos = 0
     for a in range(q):
         for c in range(a):
-            Lf[a, c] = C[k, r, pos]
+            Lf[a, c] = C[k, rf, pos]
             pos += 1
     base = pos
     for c in range(q):
@@ -180,7 +209,7 @@ def _add_cond_cov(C, k, r, idx, q, g, Lf, Linv, s2, t, s):
         for c in range(a, q):
             v = 0.0
             for e in range(c, q):
-                v += Linv[e, a] * Linv[e, c] * C[k, r, base + e]
+                v += Linv[e, a] * Linv[e, c] * C[k, rf, base + e]
             s2[t, s, ma, idx[r, c]] += g * v
 
 
@@ -215,7 +244,10 @@ def pass_missing(X, w, means, P, lam, log_norm, ref, ref2, tied, block, task_row
     work, which vectorises as in the complete rows' kernels: z = P^T diff
     per component, and the second moments of the conditional means (tiles
     of :func:`_moments_full`).  The O(q^3) work on the missing block is per
-    row and component (:func:`_schur_row`).
+    missing pattern and component (:func:`_schur_row`): a row with the
+    pattern of the row before it reuses its factors (the caller sorts the
+    rows by pattern), and the conditional covariance is added once per run
+    of such rows.
     """
     n, d = X.shape
     K = means.shape[0]
@@ -246,7 +278,8 @@ def pass_missing(X, w, means, P, lam, log_norm, ref, ref2, tied, block, task_row
         Y = np.empty((K, block, d))
         C = np.empty((K, block, npack))
         lp = np.empty((K, block))
-        ldet = np.empty(block)
+        LD = np.empty((K, block))
+        src = np.empty(block, dtype=np.int64)
         sq = np.empty(block)
         tied_s1 = np.zeros(d)
         lo = t * task_rows
@@ -256,42 +289,36 @@ def pass_missing(X, w, means, P, lam, log_norm, ref, ref2, tied, block, task_row
         for start in range(lo, hi, block):
             nb = min(block, hi - start)
             _load_incomplete(X, start, nb, x0, mk, idx, qs)
+            # rows with the missing pattern of the row before them reuse its
+            # factorisations (the caller sorts rows by pattern)
+            for r in range(nb):
+                src[r] = r
+                if r > 0 and qs[r] == qs[r - 1]:
+                    same = True
+                    for a in range(qs[r]):
+                        if idx[r, a] != idx[r - 1, a]:
+                            same = False
+                            break
+                    if same:
+                        src[r] = src[r - 1]
             # E-step: log w_k + log N(x_o; mu_k,o, Sigma_k,oo)
             for k in range(K):
                 pk = 0 if tied else k
                 _whiten_observed(x0, mk, nb, means[k], P[pk], diff, z, zz)
                 for r in range(nb):
                     q = qs[r]
-                    if tied and k > 0:
-                        # Lambda_mm, its log det and inverse are shared
-                        yb = 0.0
-                        for a in range(q):
-                            ma = idx[r, a]
-                            s = 0.0
-                            for j in range(ma, d):
-                                s += P[0, ma, j] * z[j, r]
-                            b[a] = s
-                        # y = -Lambda_mm^-1 b with the factors packed in C[0, r]
-                        base = q * (q - 1) // 2
-                        for a in range(q):
-                            s = -b[a]
-                            for e in range(a):
-                                s -= C[0, r, a * (a - 1) // 2 + e] * Y[k, r, e]
-                            Y[k, r, a] = s
-                        for a in range(q - 1, -1, -1):
-                            s = Y[k, r, a] * C[0, r, base + a]
-                            for e in range(a + 1, q):
-                                s -= C[0, r, e * (e - 1) // 2 + a] * Y[k, r, e]
-                            Y[k, r, a] = s
-                            yb += s * b[a]
-                        lp[k, r] = (log_norm[k] + q * half_log_2pi - 0.5 * ldet[r]
-                                    - 0.5 * (zz[r] + yb))
-                    else:
+                    rf = src[r]
+                    if rf == r and (k == 0 or not tied):
                         yb, ld = _schur_row(P, lam, pk, idx, r, q, z, b, Lf, W, D, invD,
                                             Y, C, k)
-                        ldet[r] = ld
-                        lp[k, r] = (log_norm[k] + q * half_log_2pi - 0.5 * ld
-                                    - 0.5 * (zz[r] + yb))
+                        LD[pk, r] = ld
+                    else:
+                        # the pattern's factors are those of row rf (tied: of
+                        # component 0)
+                        yb = _solve_packed(P, pk, idx, r, q, z, b, C, pk, rf, Y, k)
+                        ld = LD[pk, rf]
+                    lp[k, r] = (log_norm[k] + q * half_log_2pi - 0.5 * ld
+                                - 0.5 * (zz[r] + yb))
             # responsibilities (weighted) in lp, log-likelihood
             for r in range(nb):
                 mx = lp[0, r]
@@ -335,17 +362,25 @@ def pass_missing(X, w, means, P, lam, log_norm, ref, ref2, tied, block, task_row
                     _moments_full(x0, nb, ref2, sq, diff, tied_s1, p_s2[t, 0], 0.0)
                 else:
                     _moments_full(x0, nb, ref[k], sq, diff, p_s1[t, k], p_s2[t, k], 0.0)
-                    for r in range(nb):
-                        g = lp[k, r]
-                        if g != 0.0:
-                            _add_cond_cov(C, k, r, idx, qs[r], g, Lf, Linv, p_s2, t, k)
-            if tied:
-                for r in range(nb):
+                    # one conditional covariance per run of rows sharing a
+                    # missing pattern, times the run's responsibilities
                     g = 0.0
+                    for r in range(nb):
+                        g += lp[k, r]
+                        if (r + 1 == nb or src[r + 1] != src[r]) and g != 0.0:
+                            _add_cond_cov(C, k, src[r], r, idx, qs[r], g, Lf, Linv, p_s2,
+                                          t, k)
+                        if r + 1 == nb or src[r + 1] != src[r]:
+                            g = 0.0
+            if tied:
+                g = 0.0
+                for r in range(nb):
                     for k in range(K):
                         g += lp[k, r]
-                    if g != 0.0:
-                        _add_cond_cov(C, 0, r, idx, qs[r], g, Lf, Linv, p_s2, t, 0)
+                    if (r + 1 == nb or src[r + 1] != src[r]) and g != 0.0:
+                        _add_cond_cov(C, 0, src[r], r, idx, qs[r], g, Lf, Linv, p_s2, t, 0)
+                    if r + 1 == nb or src[r + 1] != src[r]:
+                        g = 0.0
         p_ll[t] = ll
         p_bad[t] = nbad
     for t in range(ntasks):
