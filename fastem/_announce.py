@@ -40,7 +40,9 @@ def announce(kernel_name, dtype):
         return
     family = {"pass_full": "full", "logprob_full": "full", "pass_tied": "tied",
               "logprob_tied": "tied", "pass_diag": "diag/spherical",
-              "logprob_diag": "diag/spherical"}.get(kernel_name, kernel_name)
+              "logprob_diag": "diag/spherical",
+              "pass_missing": "rows with missing values (full/tied)"}.get(kernel_name,
+                                                                          kernel_name)
     key = (family, np.dtype(dtype).name)
     with _announce_lock:
         if key in _announced:

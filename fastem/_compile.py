@@ -38,6 +38,9 @@ __all__ = ["compile", "status", "cache_dir"]
 # kernel families by covariance type: (E-step + statistics, E-step only)
 _FAMILY = {"full": ("pass_full", "logprob_full"), "tied": ("pass_tied", "logprob_tied"),
            "diag": ("pass_diag", "logprob_diag"), "spherical": ("pass_diag", "logprob_diag")}
+# covariance types whose rows with missing values (NaN) have a kernel of their
+# own (pass_missing, float64 only, compiled only when such rows arrive)
+_MISSING_TYPES = ("full", "tied")
 
 
 
@@ -75,6 +78,13 @@ def _plan(covariance_types, dtypes, n_features):
                         tag.dtype != K.class_tag(int(n_features)).dtype:
                     continue
                 plan.append((name, dtype, ro, tag))
+    if any(ct in _MISSING_TYPES for ct in cts):
+        # fits with missing values (missing='marginalize'): the kernel for
+        # rows with NaN, full and tied, computes in float64 whatever the
+        # data's dtype, so it has one variant
+        kern = K.pass_missing
+        for dtype, ro, tag in kern.variants():
+            plan.append(("pass_missing", dtype, ro, tag))
     return plan
 
 

@@ -41,10 +41,28 @@ MISSING_OPTIONS = ("error", "marginalize")
 _BATCH_VALUES = 1 << 20
 
 
+# The kernel for full and tied covariances (fastem._kernels.pass_missing):
+# rows per block, per parallel task, and tasks per call (fixed numbers, so results do
+# not depend on the thread count or on how the data were chunked).
+KERNEL_BLOCK = 64
+KERNEL_TASK_ROWS = 256
+KERNEL_TASKS_PER_CALL = 64
+
+
 def batch_rows(n_components, n_features):
     """Incomplete rows handled together: a function of K and d only, so that
     batches (and hence the statistics, bitwise) do not depend on chunking."""
     return int(max(256, min(1 << 15, _BATCH_VALUES // max(1, n_components * n_features))))
+
+
+def _pattern_keys(miss):
+    """A sortable key per row of the boolean mask ``miss`` that is equal for
+    equal rows (int64 bit masks up to 62 columns, else the rank of the row
+    among the distinct rows)."""
+    n, d = miss.shape
+    if d <= 62:
+        return miss.astype(np.int64) @ (np.int64(1) << np.arange(d, dtype=np.int64))
+    return np.unique(miss, axis=0, return_inverse=True)[1].reshape(-1)
 
 
 def incomplete_rows(X):
@@ -191,6 +209,15 @@ class MissingAccumulator:
         self._step = batch_rows(K, d)
         self._buf = []
         self._buffered = 0
+        # full and tied: the Numba kernel (compiled on first use, so only
+        # when rows with NaN arrive); its tasks of KERNEL_TASK_ROWS rows are
+        # fixed, and every call but the last gets a whole number of tasks
+        self._kernel = self.ct in ("full", "tied")
+        if self._kernel:
+            self._step = KERNEL_TASK_ROWS * KERNEL_TASKS_PER_CALL
+            self._acc = np.zeros(2)
+            self.s2 = np.zeros((K if self.ct == "full" else 1, d, d))
+            self._args = None
 
     def add(self, X, sample_weight=None):
         """Buffer incomplete rows X (any float dtype) and their weights."""
@@ -210,7 +237,36 @@ class MissingAccumulator:
         self._buffered = X.shape[0] - count
         self._add_batch(X[:count], w[:count])
 
+    def _kernel_args(self):
+        if self._args is None:
+            p = self.params
+            pc = np.asarray(p.precisions_cholesky, dtype=np.float64)
+            lam = np.asarray(p.precisions(), dtype=np.float64)
+            if self.ct == "tied":
+                pc, lam = pc[None], lam[None]
+            self._args = (np.ascontiguousarray(p.means, dtype=np.float64),
+                          np.ascontiguousarray(np.triu(pc)), np.ascontiguousarray(lam),
+                          np.ascontiguousarray(p.log_norm(), dtype=np.float64),
+                          np.ascontiguousarray(self.ref, dtype=np.float64),
+                          np.ascontiguousarray(self.ref2, dtype=np.float64),
+                          int(self.ct == "tied"))
+        return self._args
+
     def _add_batch(self, X, w):
+        if self._kernel:
+            from . import _kernels
+
+            self.weight_sum += float(w.sum())
+            self.n_rows += X.shape[0]
+            # rows sorted by missing pattern (stable): the kernel factorises
+            # each pattern's block of the precisions once per run of rows
+            order = np.argsort(_pattern_keys(np.isnan(X)), kind="stable")
+            X, w = X[order], w[order]
+            _kernels.pass_missing(np.ascontiguousarray(X), np.ascontiguousarray(w),
+                                  *self._kernel_args(), KERNEL_BLOCK, KERNEL_TASK_ROWS,
+                                  self.nk, self.s1,
+                                  self.s2, self._acc)
+            return
         cond = Conditionals(X, self.params)
         lse = logsumexp(cond.logp, axis=1)
         bad = ~np.isfinite(lse)
@@ -252,9 +308,15 @@ class MissingAccumulator:
         number of rows of zero density under every component."""
         if self._buffered:
             self._flush(self._buffered)
-        return (SuffStats(self.ct, self.nk.copy(), self.s1.copy(), self.s2.copy(),
-                          self.ref, self.ref2, self.loglik, self.weight_sum, self.n_rows),
-                self.n_bad)
+        s2, loglik, n_bad = self.s2.copy(), self.loglik, self.n_bad
+        if self._kernel:
+            # the kernel fills the upper triangles
+            s2 = np.triu(s2) + np.swapaxes(np.triu(s2, 1), -1, -2)
+            s2 = s2[0] if self.ct == "tied" else s2
+            loglik, n_bad = float(self._acc[0]), int(self._acc[1])
+        return (SuffStats(self.ct, self.nk.copy(), self.s1.copy(), s2, self.ref, self.ref2,
+                          loglik, self.weight_sum, self.n_rows),
+                n_bad)
 
 
 def impute(X, params, method="mean", random_state=None):

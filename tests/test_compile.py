@@ -136,8 +136,11 @@ def test_cli_compile_status_and_errors(tmp_path):
     """, env)
     lines = out.stdout.splitlines()
     assert lines[0].startswith(f"cache: {tmp_path / 'cache'}")
-    assert lines[2] == "compiled: 0 of 2 kernels"
+    # pass_tied, logprob_tied, and pass_missing (rows with NaN; float64 for
+    # every data dtype)
+    assert lines[2] == "compiled: 0 of 3 kernels"
     assert "no   pass_tied/float32" in out.stdout
+    assert "no   pass_missing/float64" in out.stdout
     proc = subprocess.run([sys.executable, "-m", "fastem.cli", "compile", "--dtypes",
                            "float16"], capture_output=True, text=True,
                           env={**os.environ, "PYTHONPATH": str(ROOT)})

@@ -35,7 +35,7 @@ The package: :mod:`._machinery` (the kernel decorator, compile and cache,
 argument checks), :mod:`._classes` (feature classes and their tags),
 :mod:`._math` (vectorisable exp and log), :mod:`._blocks` (E-step block
 helpers), :mod:`._moments` (statistics block helpers), :mod:`._passes`
-(the parallel kernels).
+(the parallel kernels), :mod:`._incomplete` (rows with missing entries).
 """
 
 from ._aot import compile_in_child
@@ -44,9 +44,10 @@ from ._classes import (DCLASS_SCALED, DCLASS_SMALL, DCLASS_WEIGHTED, SCALED_MIN_
 from ._machinery import (CACHE, FASTMATH, KernelArgumentError, check_arguments, kernel,
                          target_cpu)
 from ._math import _exp_neg, _log_normal
+from ._incomplete import pass_missing
 from ._passes import logprob_diag, logprob_full, logprob_tied, pass_diag, pass_full, pass_tied
 
 __all__ = ["compile_in_child", "CACHE", "DCLASS_SCALED", "DCLASS_SMALL", "DCLASS_WEIGHTED", "FASTMATH",
            "KernelArgumentError", "SCALED_MIN_D", "check_arguments", "class_name",
            "class_tag", "d_class", "kernel", "logprob_diag", "logprob_full", "logprob_tied",
-           "pass_diag", "pass_full", "pass_tied", "target_cpu", "_exp_neg", "_log_normal"]
+           "pass_diag", "pass_missing", "pass_full", "pass_tied", "target_cpu", "_exp_neg", "_log_normal"]

@@ -96,8 +96,10 @@ class _Kernel:
     bounded chunks), so only writable variants are ever compiled.
     """
 
-    def __init__(self, py_func, build, options, tagged=False, shapes=None):
+    def __init__(self, py_func, build, options, tagged=False, shapes=None, dtypes=None):
         self.py_func = py_func
+        # the data dtypes this kernel has variants for (None: float32 and float64)
+        self.dtypes = None if dtypes is None else tuple(np.dtype(t) for t in dtypes)
         self._shapes = shapes
         self._build = build
         self._options = options
@@ -168,6 +170,8 @@ class _Kernel:
         """The (dtype, readonly, tag) keys of every variant fits can use."""
         out = []
         for dt in dtypes:
+            if self.dtypes is not None and np.dtype(dt) not in self.dtypes:
+                continue
             for tag in (_TAGS if self._tagged else (None,)):
                 out.append((np.dtype(dt), False, tag))
         return out
@@ -187,7 +191,8 @@ def check_arguments(name, shapes, args):
       digit is that size, ``n|0`` is n or 0 (optional sample weights);
       the array must be a C-contiguous float32/float64/int64 ndarray of that
       many dimensions;
-    - ``"block"``: a positive int; ``"task"``: a positive multiple of block;
+    - ``"block"``: a positive int; ``"task"``: a positive multiple of block
+      (or a positive int when no block comes before it); ``"flag"``: 0 or 1;
     - ``"tag"``: one of the feature-class tag arrays, matching d.
 
     Float arrays other than the data and the float64 accumulators must have
@@ -202,10 +207,14 @@ def check_arguments(name, shapes, args):
     env = {}
     for pos, (spec, a) in enumerate(zip(shapes, args)):
         where = f"{name}: argument {pos}"
+        if spec == "flag":
+            if isinstance(a, bool) or not isinstance(a, (int, np.integer)) or a not in (0, 1):
+                raise KernelArgumentError(f"{where} must be 0 or 1, got {a!r}")
+            continue
         if spec in ("block", "task"):
             if isinstance(a, bool) or not isinstance(a, (int, np.integer)) or a < 1:
                 raise KernelArgumentError(f"{where} must be a positive int, got {a!r}")
-            if spec == "task" and a % env["block"]:
+            if spec == "task" and "block" in env and a % env["block"]:
                 raise KernelArgumentError(
                     f"{where}: rows per task {a} is not a multiple of the block {env['block']}")
             env[spec] = int(a)
@@ -243,7 +252,7 @@ def check_arguments(name, shapes, args):
             raise KernelArgumentError(f"{where} must be C-contiguous")
 
 
-def kernel(build, tagged=False, shapes=None, **options):
+def kernel(build, tagged=False, shapes=None, dtypes=None, **options):
     """Decorator: a lazily compiled, explicitly typed, cached Numba kernel.
 
     ``tagged=True``: the last argument is a feature-class tag array
@@ -251,13 +260,16 @@ def kernel(build, tagged=False, shapes=None, **options):
 
     ``shapes``: one entry per argument, checked in Python before every call
     (:func:`check_arguments`), so that no argument can make the kernel read
-    or write outside an array."""
+    or write outside an array.
+
+    ``dtypes``: the data dtypes the kernel has variants for (default: float32
+    and float64), as :meth:`_Kernel.variants` lists them."""
     options.setdefault("cache", CACHE)
     # no Python exceptions from arithmetic (a division by zero gives inf/nan):
     # the checks would also keep LLVM from vectorising the loops
     options.setdefault("error_model", "numpy")
 
     def wrap(py_func):
-        return _Kernel(py_func, build, options, tagged, shapes)
+        return _Kernel(py_func, build, options, tagged, shapes, dtypes)
 
     return wrap
