@@ -157,6 +157,37 @@ def test_streams_equal_in_memory(ct, tmp_path):
                                rtol=1e-9, atol=1e-12)
 
 
+@pytest.mark.parametrize("ct", ["tied", "diag"])
+def test_thread_count_other_types(ct):
+    # the incomplete-row kernel (tied) and the NumPy path (diag): bitwise the
+    # same fit for one and two threads
+    X, _ = _data(ct, seed=15, n=6000, frac=0.2)
+    kw = dict(covariance_type=ct, missing="marginalize", random_state=0, max_iter=5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = GaussianMixture(K, n_jobs=1, **kw).fit(X)
+        b = GaussianMixture(K, n_jobs=2, **kw).fit(X)
+    for name in ("weights_", "means_", "covariances_", "lower_bounds_"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+
+
+def test_no_nan_never_loads_the_incomplete_row_kernel():
+    # the option on, data without NaN: the fit is today's, and the kernel for
+    # incomplete rows is neither compiled nor loaded
+    import subprocess
+    import sys
+
+    code = (
+        "import numpy as np, fastem\n"
+        "from fastem import _kernels\n"
+        "X = np.random.default_rng(0).normal(size=(3000, 3))\n"
+        "fastem.GaussianMixture(2, missing='marginalize', random_state=0).fit(X)\n"
+        "print(len(_kernels.pass_missing._variants))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True)
+    assert out.stdout.strip() == "0"
+
+
 def test_thread_count_and_dask(tmp_path):
     X, _ = _data("full", seed=5, n=20000, frac=0.1)
     kw = dict(missing="marginalize", random_state=0, max_iter=10)
