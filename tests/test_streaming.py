@@ -262,3 +262,22 @@ def test_chunks_are_checked_in_the_reading_thread(tmp_path, blobs):
         else:
             assert names == {threading.current_thread().name}
 
+
+
+def test_read_ahead_is_at_most_two_chunks():
+    import time
+
+    made = []
+
+    def blocks():
+        for i in range(10):
+            made.append(i)
+            yield np.full((4, 2), float(i))
+
+    src = io.chunks(blocks(), prefetch=True)
+    it = src.iter_with_offsets()
+    next(it)  # the consumer holds chunk 0 and works slowly
+    time.sleep(0.5)
+    # chunk 1 queued, chunk 2 made and waiting for room: two ahead, no more
+    assert made == [0, 1, 2]
+    assert [i for i, _, _ in it] == list(range(1, 10))
