@@ -26,7 +26,10 @@ print(json.dumps({"layer": numba.threading_layer(),
 """
 
 
-def test_default_wait_policy_respects_the_user():
+def test_default_wait_policy_respects_the_user(monkeypatch):
+    from numba.np.ufunc import parallel
+
+    monkeypatch.setattr(parallel, "_is_initialized", False)
     env = {}
     assert _threads.default_wait_policy(env) == "passive"
     assert env == {"OMP_WAIT_POLICY": "passive"}
@@ -34,6 +37,11 @@ def test_default_wait_policy_respects_the_user():
         env = {var: value}
         assert _threads.default_wait_policy(env) is None
         assert env == {var: value}
+    # too late once Numba's threads run: libgomp has read its environment
+    monkeypatch.setattr(parallel, "_is_initialized", True)
+    env = {}
+    assert _threads.default_wait_policy(env) is None
+    assert env == {}
 
 
 def _child(code, **env_extra):
