@@ -14,7 +14,15 @@ does not pay.
 
 import importlib
 
+from ._threads import default_wait_policy
+
 __version__ = "0.1.0"
+
+# Numba's OpenMP threads sleep rather than spin while they wait, unless the
+# user chose otherwise (OMP_WAIT_POLICY or GOMP_SPINCOUNT set): a spinning
+# wait made fits several times slower on a machine shared with another busy
+# process.  Must run before Numba's first parallel kernel loads libgomp.
+default_wait_policy()
 
 # public name -> submodule that defines it
 _LAZY = {

@@ -217,11 +217,15 @@ class SourceData(RowData):
             self.sample_weight, self.weight_scale = normalise_weights(
                 check_sample_weight(sample_weight, self.n_samples))
 
+    def _check(self, index, start, block):
+        check_finite(block, what=f"chunk {index} of {self.name}", row_offset=start,
+                     allow_nan=self.missing)
+
     def iter_chunks(self):
+        # The finiteness check runs where the chunk is read (the source's
+        # prefetch thread): it overlaps the kernels' work on the previous chunk.
         n = 0
-        for index, start, block in self.source.iter_with_offsets():
-            check_finite(block, what=f"chunk {index} of {self.name}", row_offset=start,
-                         allow_nan=self.missing)
+        for _index, start, block in self.source.iter_with_offsets(check=self._check):
             n = start + block.shape[0]
             if self.sample_weight is not None and n > self.n_samples:
                 raise ValueError(

@@ -7,7 +7,44 @@ last), so overlapping calls from several threads cannot leave it changed.
 """
 
 import contextlib
+import os
+import sys
 import threading
+
+#: The OpenMP wait policy fastem sets when nobody chose one (see
+#: :func:`default_wait_policy`).
+WAIT_POLICY = "passive"
+#: The environment variables that, when set, mean the user chose how OpenMP
+#: threads wait; fastem then leaves the environment alone.
+WAIT_POLICY_VARS = ("OMP_WAIT_POLICY", "GOMP_SPINCOUNT")
+
+
+def default_wait_policy(environ=None):
+    """Make Numba's OpenMP threads sleep instead of spinning while they wait.
+
+    Called by ``import fastem``.  Sets ``OMP_WAIT_POLICY=passive`` in
+    ``environ`` (default ``os.environ``) unless ``OMP_WAIT_POLICY`` or
+    ``GOMP_SPINCOUNT`` is already set, or Numba's threading layer has already
+    started (libgomp reads the variable once, when it is loaded, which Numba
+    does at its first parallel kernel).  Returns the policy set, or None.
+
+    Why: with the default (spinning) policy, a thread that finishes its part
+    of a kernel busy-waits for the others; on a machine where another process
+    competes for the cores, the spinning threads take the CPU from the thread
+    that still has work: on a shared 2-core machine a fit ran about 4x slower
+    than with sleeping threads, and 2.2x slower again with one more busy
+    process (sleeping: 1.1x; docs/benchmarks.md, "Throughput under
+    contention").  Results do not depend on the policy or the threading
+    layer (fixed blocks, merged in order).
+    """
+    environ = os.environ if environ is None else environ
+    if any(k in environ for k in WAIT_POLICY_VARS):
+        return None
+    parallel = sys.modules.get("numba.np.ufunc.parallel")
+    if parallel is not None and getattr(parallel, "_is_initialized", False):
+        return None
+    environ["OMP_WAIT_POLICY"] = WAIT_POLICY
+    return WAIT_POLICY
 
 
 @contextlib.contextmanager

@@ -26,11 +26,11 @@ def _hooked_source(path, chunk_size, hook, prefetch=True):
     class Hooked(io.ChunkSource):
         passes = 0
 
-        def iter_with_offsets(self):
+        def iter_with_offsets(self, check=None):
             Hooked.passes += 1
             p = Hooked.passes
             hook(p, -1)
-            it = super().iter_with_offsets()
+            it = super().iter_with_offsets(check=check)
             try:
                 for i, item in enumerate(it):
                     yield item

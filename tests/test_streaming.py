@@ -223,3 +223,61 @@ def test_progress_bar_over_iterations(blobs, capsys, monkeypatch):
     monkeypatch.setitem(__import__("sys").modules, "tqdm", None)
     with pytest.raises(ImportError, match=r"pip install 'fastem\[progress\]'"):
         fastem.GaussianMixture(2, progress=True).fit(blobs)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("ct", COV_TYPES)
+def test_read_ahead_is_bitwise_the_plain_stream(tmp_path, blobs, ct):
+    # the prefetch thread reads and checks the next chunk while the kernels
+    # work on this one: the same chunks in the same order, so the same bits
+    path = str(tmp_path / "x.npy")
+    np.save(path, blobs)
+    init = _init_params(blobs, ct)
+    a = _fit(io.chunks(path, chunk_size=5000, prefetch=False), ct, **init)
+    b = _fit(io.chunks(path, chunk_size=5000, prefetch=True), ct, **init)
+    for name in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert a.lower_bounds_ == b.lower_bounds_
+
+
+def test_chunks_are_checked_in_the_reading_thread(tmp_path, blobs):
+    import threading
+
+    path = str(tmp_path / "x.npy")
+    np.save(path, blobs[:1000])
+    for prefetch in (True, False):
+        seen = []
+
+        def check(index, start, block, seen=seen):
+            seen.append((index, start, block.shape[0], threading.current_thread().name))
+
+        src = io.chunks(path, chunk_size=300, prefetch=prefetch)
+        out = [(i, s) for i, s, _ in src.iter_with_offsets(check=check)]
+        assert out == [(0, 0), (1, 300), (2, 600), (3, 900)]
+        assert [t[:3] for t in seen] == [(0, 0, 300), (1, 300, 300), (2, 600, 300),
+                                         (3, 900, 100)]
+        names = {t[3] for t in seen}
+        if prefetch:
+            assert all(n.startswith("fastem-prefetch") for n in names), names
+        else:
+            assert names == {threading.current_thread().name}
+
+
+
+def test_read_ahead_is_at_most_two_chunks():
+    import time
+
+    made = []
+
+    def blocks():
+        for i in range(10):
+            made.append(i)
+            yield np.full((4, 2), float(i))
+
+    src = io.chunks(blocks(), prefetch=True)
+    it = src.iter_with_offsets()
+    next(it)  # the consumer holds chunk 0 and works slowly
+    time.sleep(0.5)
+    # chunk 1 queued, chunk 2 made and waiting for room: two ahead, no more
+    assert made == [0, 1, 2]
+    assert [i for i, _, _ in it] == list(range(1, 10))

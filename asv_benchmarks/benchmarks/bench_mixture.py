@@ -196,6 +196,35 @@ class TrackMixture(_Mixture):
 
     track_speedup_vs_sklearn.unit = "ratio"
 
+    def track_pct_of_floor(self, shape, covariance_type, dtype):
+        """The roofline floor of one EM iteration (``fastem.bench.roofline_counts``
+        at the rates ``fastem.bench.measure_machine`` measures on this machine:
+        FMA, exp, read bandwidth) as a percentage of fastem's time per iteration
+        ((min t(11) - min t(1)) / 10 over 3 repeats).  NaN on commits before the
+        roofline existed, or when the difference is not positive."""
+        try:
+            from fastem.bench import measure_machine, roofline_counts, roofline_floor
+        except ImportError:
+            return float("nan")
+        key = ("rates", dtype)
+        if key not in _CACHE:
+            _CACHE[key] = measure_machine((dtype,))
+        n, d = self.X.shape
+        counts = roofline_counts(n, d, self.K, covariance_type, np.dtype(dtype).itemsize)
+        floor = roofline_floor(counts, _CACHE[key], dtype)["floor_s"]
+        t_1, t_m = [], []
+        for _ in range(3):
+            t0 = time.perf_counter()
+            fastem_gm(self.K, covariance_type, 1, self.init).fit(self.X)
+            t1 = time.perf_counter()
+            fastem_gm(self.K, covariance_type, 1 + FASTEM_ITERS, self.init).fit(self.X)
+            t_1.append(t1 - t0)
+            t_m.append(time.perf_counter() - t1)
+        per_iter = (min(t_m) - min(t_1)) / FASTEM_ITERS
+        return 100.0 * floor / per_iter if per_iter > 0 else float("nan")
+
+    track_pct_of_floor.unit = "percent"
+
 
 _COMPILE_CODE = """
 import warnings

@@ -64,6 +64,8 @@ from ._main import SCHEMA, build_parser, main
 from ._memory import measure_peak_memory
 from ._modes import run_compile, run_end_to_end
 from ._report import format_header, format_table
+from ._roofline import (measure_exp_rate, measure_fma_rate, measure_machine,
+                        measure_read_bandwidth, roofline_counts, roofline_floor, target_isa)
 from ._timing import AUTO_MAX_ITERS, AUTO_TARGET_S, initial_parameters, warm_up
 from ._workloads import (INIT_ITERS, INIT_SUBSAMPLE, LIBRARIES, WORKLOADS, em_flops,
                          make_blobs, workload_shape)
@@ -72,4 +74,6 @@ __all__ = ["SCHEMA", "WORKLOADS", "LIBRARIES", "INIT_SUBSAMPLE", "INIT_ITERS", "
            "AUTO_MAX_ITERS", "MATMUL_N", "METHOD", "workload_shape", "make_blobs",
            "initial_parameters", "em_flops", "measure_matmul_gflops", "machine_info",
            "warm_up", "measure_peak_memory", "run_workload", "run_end_to_end", "run_compile",
-           "format_header", "format_table", "build_parser", "main"]
+           "format_header", "format_table", "build_parser", "main", "target_isa",
+           "measure_fma_rate", "measure_exp_rate", "measure_read_bandwidth", "measure_machine",
+           "roofline_counts", "roofline_floor"]

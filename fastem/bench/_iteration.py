@@ -9,6 +9,7 @@ import numpy as np
 
 from ._machine import measure_matmul_gflops
 from ._memory import measure_peak_memory
+from ._roofline import roofline_counts, roofline_floor
 from ._timing import _auto_iters, _per_iteration, initial_parameters, warm_up
 from ._workloads import LIBRARIES, _describe, _progress, em_flops, make_blobs
 
@@ -20,7 +21,7 @@ METHOD = ("ms per EM iteration = median over repeats of (t(max_iter=1+m) - "
 def run_workload(tag, scale=1.0, dtype="float64", repeats=3, libraries=LIBRARIES,
                  n_jobs=None, *, sklearn_iters=2, fastem_iters="auto", threads=None,
                  memory=True, matmul_gflops=None, sklearn_blas_threads=None,
-                 verbose=False, estimator="gmm"):
+                 verbose=False, estimator="gmm", roofline=None):
     """Time one EM iteration of fastem and scikit-learn on one workload.
 
     Parameters
@@ -54,6 +55,10 @@ def run_workload(tag, scale=1.0, dtype="float64", repeats=3, libraries=LIBRARIES
     estimator : {'gmm', 'bayesian'}, default='gmm'
         GaussianMixture, or BayesianGaussianMixture (both libraries continue
         from the same posterior; no memory measurement).
+    roofline : dict, optional
+        The machine's rates from :func:`fastem.bench.measure_machine`; when
+        given, the workload's floor (:func:`roofline_counts`,
+        :func:`roofline_floor`) and fastem's fraction of it are added.
 
     Returns
     -------
@@ -127,6 +132,11 @@ def run_workload(tag, scale=1.0, dtype="float64", repeats=3, libraries=LIBRARIES
     sec = fe["ms_per_iter"] / 1e3
     fe["gflops"] = res["flops_per_iter"] / sec / 1e9 if sec > 0 else float("nan")
     fe["pct_of_matmul"] = 100.0 * fe["gflops"] / matmul_gflops
+    if roofline is not None:
+        counts = roofline_counts(n, d, K, ct, dtype.itemsize)
+        floor = roofline_floor(counts, roofline, dtype)
+        res["roofline"] = dict(counts, **floor)
+        fe["pct_of_floor"] = 100.0 * floor["floor_s"] / sec if sec > 0 else float("nan")
     if threads:
         fe["ms_per_iter_by_threads"] = {str(t): per_thread[t]["ms_per_iter"]
                                         for t in thread_list}

@@ -61,11 +61,14 @@ def machine_info():
         from threadpoolctl import threadpool_info
 
         blas = [{"internal_api": i.get("internal_api"), "num_threads": i.get("num_threads"),
-                 "version": i.get("version")}
+                 "version": i.get("version"), "architecture": i.get("architecture")}
                 for i in threadpool_info() if i.get("user_api") == "blas"]
     layer = None
     with contextlib.suppress(Exception):
         layer = numba.threading_layer()
+    from ._roofline import target_isa
+
+    isa = target_isa()
     return {
         "cpu": cpu, "cpu_count": os.cpu_count(), "cpus_available": affinity,
         "platform": platform.platform(), "python": platform.python_version(),
@@ -74,4 +77,25 @@ def machine_info():
         "numba_threads": numba.get_num_threads(),
         "numba_max_threads": numba.config.NUMBA_NUM_THREADS,
         "numba_threading_layer": layer, "blas": blas,
+        "numba_target_cpu": isa["cpu"], "isa": isa["isa"],
+        "isa_features_overridden": isa["features_overridden"],
+        "blas_env_unset": dict(_BLAS_ENV_UNSET),
     }
+
+
+#: Environment variables that pin OpenBLAS to an older kernel than the CPU's
+#: own; ``fastem bench`` runs without them (see :func:`native_blas_env`).
+BLAS_PINNING_VARS = ("OPENBLAS_CORETYPE", "OPENBLAS_L2_SIZE")
+#: Set in the re-executed bench process: the values it unset.
+_BLAS_ENV_UNSET = {}
+_REEXEC_MARK = "FASTEM_BENCH_UNSET_BLAS_ENV"
+
+
+def native_blas_env(environ=None):
+    """``(env, unset)``: ``environ`` without :data:`BLAS_PINNING_VARS`, and the
+    values removed.  OpenBLAS reads them when it is loaded, so the bench
+    re-executes itself with this environment when any is set (that command
+    alone: the caller's environment is untouched)."""
+    environ = dict(os.environ if environ is None else environ)
+    unset = {k: environ.pop(k) for k in BLAS_PINNING_VARS if k in environ}
+    return environ, unset

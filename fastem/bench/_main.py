@@ -3,15 +3,20 @@
 import argparse
 import json
 import math
+import os
+import subprocess
+import sys
 import textwrap
 import time
 
 from .._argtypes import _positive_int
+from . import _machine
 from ._iteration import METHOD, run_workload
-from ._machine import machine_info, measure_matmul_gflops
+from ._machine import machine_info, measure_matmul_gflops, native_blas_env
 from ._missing import format_missing_table, run_missing
 from ._modes import run_compile, run_end_to_end
 from ._report import _jsonable, format_header, format_table
+from ._roofline import measure_machine
 from ._workloads import LIBRARIES, WORKLOADS, _progress
 
 SCHEMA = "fastem-bench/1"
@@ -99,6 +104,8 @@ def build_parser():
     p.add_argument("--estimator", choices=["gmm", "bayesian", "both"], default="gmm",
                    help="time GaussianMixture (gmm), BayesianGaussianMixture (bayesian: both "
                         "libraries continue from the same posterior), or both side by side")
+    p.add_argument("--no-roofline", action="store_true",
+                   help="skip the FMA/exp/bandwidth microbenchmarks and the floor columns")
     p.add_argument("--json", metavar="PATH", default=None, help="also write the results here")
     mode = p.add_mutually_exclusive_group()
     mode.add_argument("--end-to-end", action="store_true",
@@ -114,8 +121,36 @@ def build_parser():
     return p
 
 
+def _rerun_with_native_blas(argv):
+    """Run the bench again in a subprocess without OPENBLAS_CORETYPE and
+    OPENBLAS_L2_SIZE (OpenBLAS reads them when numpy loads it, so they cannot
+    be unset in this process); None when neither is set."""
+    mark = os.environ.pop(_machine._REEXEC_MARK, None)
+    if mark is not None:
+        _machine._BLAS_ENV_UNSET.update(json.loads(mark))
+        return None
+    env, unset = native_blas_env()
+    if not unset:
+        return None
+    print("fastem bench: running without " + ", ".join(f"{k}={v}" for k, v in unset.items())
+          + " (they pin OpenBLAS to an older kernel; unset for this command only)",
+          file=sys.stderr, flush=True)
+    env[_machine._REEXEC_MARK] = json.dumps(unset)
+    return subprocess.run([sys.executable, "-m", "fastem.bench", *argv], env=env,
+                          check=False).returncode
+
+
 def main(argv=None):
-    """Entry point of ``fastem bench``; returns the exit status."""
+    """Entry point of ``fastem bench``; returns the exit status.
+
+    When OPENBLAS_CORETYPE or OPENBLAS_L2_SIZE is set, the bench runs in a
+    subprocess without them, so that scikit-learn (and the matmul rate) use
+    the BLAS kernel native to the CPU; the header names the values unset.
+    """
+    argv = list(sys.argv[1:] if argv is None else argv)
+    rc = _rerun_with_native_blas(argv)
+    if rc is not None:
+        return rc
     args = build_parser().parse_args(argv)
     verbose = not args.quiet
     dtypes = ["float64", "float32"] if args.dtype == "both" else [args.dtype]
@@ -165,6 +200,10 @@ def main(argv=None):
         report["method"] = METHOD
         _progress("measuring numpy matmul GFLOP/s", verbose)
         report["matmul_gflops"] = {dt: measure_matmul_gflops(dt) for dt in dtypes}
+        if not args.no_roofline:
+            _progress("measuring the roofline: FMA rate (1 and all threads), exp rate, "
+                      "read bandwidth", verbose)
+            report["roofline"] = measure_machine(dtypes)
         estimators = ["gmm", "bayesian"] if args.estimator == "both" else [args.estimator]
         for tag in args.workloads:
             for dt in dtypes:
@@ -175,7 +214,7 @@ def main(argv=None):
                         threads=args.threads, memory=not args.no_memory,
                         matmul_gflops=report["matmul_gflops"][dt],
                         sklearn_blas_threads=args.sklearn_blas_threads, verbose=verbose,
-                        estimator=est))
+                        estimator=est, roofline=report.get("roofline")))
     # the threading layer is only known once a parallel kernel has run
     machine.update({k: v for k, v in machine_info().items()
                     if k == "numba_threading_layer"})

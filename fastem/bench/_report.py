@@ -22,21 +22,41 @@ def _table(header, rows):
     return "\n".join(lines)
 
 
-def format_header(machine, matmul=None):
-    """One line of machine facts (plus a line of versions)."""
+def format_header(machine, matmul=None, roofline=None):
+    """One line of machine facts (plus a line of the measured roofline rates
+    when given, and a line of versions)."""
     blas = ", ".join(dict.fromkeys(
-        f"{b['internal_api']} {b.get('version') or ''} ({b['num_threads']} threads)"
+        f"{b['internal_api']} {b.get('version') or ''} kernel "
+        f"{b.get('architecture') or 'unknown'} ({b['num_threads']} threads)"
         .replace("  ", " ") for b in machine.get("blas", []))) or "unknown BLAS"
+    if machine.get("blas_env_unset"):
+        blas += " [unset: " + ", ".join(
+            f"{k}={v}" for k, v in machine["blas_env_unset"].items()) + "]"
+    isa = machine.get("isa")
+    if isa:
+        isa = (f"ISA {isa} (Numba target {machine.get('numba_target_cpu')}"
+               + (", NUMBA_CPU_FEATURES set" if machine.get("isa_features_overridden")
+                  else "") + ")")
+    layer = machine.get("numba_threading_layer") or "layer not yet chosen"
     parts = [f"machine: {machine['cpu']}, {machine['cpus_available']} CPUs",
-             f"numba {machine['numba_threads']} threads "
-             f"({machine.get('numba_threading_layer') or 'layer not yet chosen'})",
-             blas]
+             isa or "ISA unknown",
+             f"numba {machine['numba_threads']} threads ({layer})",
+             f"BLAS {blas}"]
     if matmul:
         parts.append("numpy matmul " + ", ".join(
             f"{k} {v:.1f} GFLOP/s" for k, v in matmul.items()))
-    versions = (f"versions: fastem {machine['fastem']}, numpy {machine['numpy']}, "
-                f"numba {machine['numba']}, scikit-learn {machine['sklearn']}, "
-                f"python {machine['python']}")
+    if roofline:
+        fma = "; ".join(
+            f"{k} {2 * v['1'] / 1e9:.1f} GFLOP/s per core, {2 * v['all'] / 1e9:.1f} on "
+            f"{roofline['threads']}" for k, v in roofline["fma_per_s"].items())
+        versions = (f"roofline (measured): FMA {fma}; exp "
+                    f"{roofline['exp_per_s'] / 1e9:.2f} G/s; read "
+                    f"{roofline['read_bytes_per_s'] / 1e9:.1f} GB/s\n")
+    else:
+        versions = ""
+    versions += (f"versions: fastem {machine['fastem']}, numpy {machine['numpy']}, "
+                 f"numba {machine['numba']}, scikit-learn {machine['sklearn']}, "
+                 f"python {machine['python']}")
     return "; ".join(parts) + "\n" + versions
 
 
@@ -49,7 +69,8 @@ def format_table(results):
     """
     head = ""
     if isinstance(results, dict):
-        head = format_header(results["machine"], results.get("matmul_gflops")) + "\n"
+        head = format_header(results["machine"], results.get("matmul_gflops"),
+                             results.get("roofline")) + "\n"
         if results.get("method"):
             head += f"method: {results['method']}\n"
         head += "\n"
@@ -72,6 +93,7 @@ def _shape(r):
 def _iteration_table(results):
     has_sk = any("sklearn" in r for r in results)
     has_mem = any("peak_mem_bytes" in r["fastem"] for r in results)
+    has_roof = any("roofline" in r for r in results)
     thread_keys = []
     for r in results:
         for t in r["fastem"].get("ms_per_iter_by_threads", {}):
@@ -81,6 +103,8 @@ def _iteration_table(results):
     if has_sk:
         header += ["sklearn ms/it", "speed-up"]
     header += ["GFLOP/s", "% matmul"]
+    if has_roof:
+        header += ["floor ms", "bound", "% floor"]
     header += [f"ms/it {t}T" for t in thread_keys]
     if len(thread_keys) > 1:
         header.append(f"{thread_keys[-1]}T/{thread_keys[0]}T")
@@ -97,6 +121,10 @@ def _iteration_table(results):
         if has_sk:
             row += [_fmt(sk and sk["ms_per_iter"], ".2f"), _fmt(r.get("speedup"), ".1f")]
         row += [_fmt(fe.get("gflops"), ".2f"), _fmt(fe.get("pct_of_matmul"), ".1f")]
+        if has_roof:
+            roof = r.get("roofline") or {}
+            row += [_fmt(roof.get("floor_s", math.nan) * 1e3, ".2f"), roof.get("bound", "-"),
+                    _fmt(fe.get("pct_of_floor"), ".1f")]
         by = fe.get("ms_per_iter_by_threads", {})
         row += [_fmt(by.get(t), ".2f") for t in thread_keys]
         if len(thread_keys) > 1:
@@ -110,7 +138,9 @@ def _iteration_table(results):
         rows.append(row)
     notes = ("\nms/it: wall-clock ms per EM iteration, (t(1+m) - t(1)) / m, median of "
              "repeats; speed-up = sklearn / fastem; GFLOP/s from the useful-flop model "
-             "(fastem.bench.em_flops); mem/X: peak RSS growth of one fit / X.nbytes; "
+             "(fastem.bench.em_flops); floor ms: the roofline floor from the FMA, exp and byte "
+             "counts (fastem.bench.roofline_counts) at the measured rates, % floor = floor / "
+             "fastem ms/it; mem/X: peak RSS growth of one fit / X.nbytes; "
              "rel.diff: |loglik_fastem - loglik_sklearn| / |loglik_sklearn| after the "
              "same number of iterations.")
     return _table(header, rows) + notes

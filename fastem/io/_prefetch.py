@@ -9,8 +9,13 @@ _POLL_S = 0.05
 
 
 
-def _prefetched(make_iter, name, depth=2):
+def _prefetched(make_iter, name, depth=1):
     """Run ``make_iter()`` in a daemon thread, ``depth`` items ahead.
+
+    With ``depth=1`` (double buffering) the thread holds at most two items
+    the consumer has not taken (one queued, one being made), which is enough
+    to overlap reading with the consumer's work and keeps memory at a few
+    chunks.
 
     Exceptions raised in the thread are re-raised in the consumer with their
     original type. When the consumer stops early (``break``, garbage

@@ -97,8 +97,17 @@ class ChunkSource:
         """
         return _drop_offsets(self.iter_with_offsets())
 
-    def iter_with_offsets(self):
+    def iter_with_offsets(self, check=None):
         """Iterate over the blocks together with their position in the source.
+
+        Parameters
+        ----------
+        check : callable, optional
+            Called as ``check(chunk_index, start_row, block)`` on every block
+            before it is yielded, in the thread that reads the block: the
+            prefetch thread when prefetching is on, so that the check of the
+            next block overlaps the caller's work on this one.  An exception it
+            raises is re-raised in the caller, with its type, at that block.
 
         Yields
         ------
@@ -118,9 +127,10 @@ class ChunkSource:
             If a block is not numeric.
         """
         self._backend.start()
+        make = self._validated if check is None else (lambda: _checked(self._validated(), check))
         if self.prefetch:
-            return _prefetched(self._validated, self.name)
-        return self._validated()
+            return _prefetched(make, self.name)
+        return make()
 
     def _validated(self):
         backend = self._backend
@@ -159,6 +169,15 @@ class ChunkSource:
             raw.close()
         if start == 0:
             raise ValueError(f"{self.name} contains no rows")
+
+
+def _checked(it, check):
+    try:
+        for item in it:
+            check(*item)
+            yield item
+    finally:
+        it.close()
 
 
 def _drop_offsets(it):
