@@ -20,7 +20,7 @@ them.
 
 import numpy as np
 
-from . import _estep
+from . import _estep, _missing
 from ._constants import CHUNK_ROWS
 from ._validation import check_finite, check_sample_weight, normalise_weights
 
@@ -88,10 +88,17 @@ class RowData:
         chunks in the same order)."""
         accs = [_estep.StatsAccumulator(p, self.dtype, missing=self.missing)
                 for p in params_list]
-        for _, block, w in self.iter_chunks():
+        for lo, block, w in self.iter_chunks():
+            inc = self._incomplete_rows(lo, block) if self.missing else None
             for acc in accs:
-                acc.add(block, w)
+                acc.add(block, w, incomplete=inc)
         return [acc.result() for acc in accs]
+
+    def _incomplete_rows(self, lo, block):
+        """The rows of the chunk starting at row ``lo`` that hold a NaN (with
+        missing values): scanned once per chunk and pass, for every set of
+        parameters the pass feeds."""
+        return _missing.incomplete_rows(block)
 
     def collect(self, params, reduce, width=None, dtype=np.float64):
         """``reduce`` applied to the weighted log probabilities (rows, K) of
@@ -190,6 +197,17 @@ class ArrayData(RowData):
 
     def take(self, idx):
         return np.ascontiguousarray(self.X[idx], dtype=np.float64)
+
+    def _incomplete_rows(self, lo, block):
+        # the array does not change during a fit: each chunk is scanned for
+        # NaN in the first pass only (the scan reads the chunk once more, a
+        # few per cent of an iteration)
+        cache = self.__dict__.setdefault("_incomplete_cache", {})
+        key = (lo, block.shape[0])
+        inc = cache.get(key)
+        if inc is None:
+            inc = cache[key] = _missing.incomplete_rows(block)
+        return inc
 
     def minibatches(self, batch_size, random_state):
         order = random_state.permutation(self.n_samples)

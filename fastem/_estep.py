@@ -165,15 +165,20 @@ class StatsAccumulator:
             params, self._means.astype(np.float64), self._ref2.astype(np.float64))
             if missing else None)
 
-    def add(self, X, sample_weight=None):
-        """Add the statistics of the rows of X (validated, C-contiguous)."""
+    def add(self, X, sample_weight=None, incomplete=None):
+        """Add the statistics of the rows of X (validated, C-contiguous).
+
+        With missing values, ``incomplete`` may give the rows of X that hold a
+        NaN (:func:`fastem._missing.incomplete_rows`, found once per chunk by
+        the caller); otherwise X is scanned here.
+        """
         n = X.shape[0]
         if n == 0:
             return
         if X.dtype != self.dtype:
             raise TypeError(f"chunk dtype {X.dtype} differs from the pass's {self.dtype}")
         if self._missing is not None:
-            inc = _missing.incomplete_rows(X)
+            inc = _missing.incomplete_rows(X) if incomplete is None else incomplete
             if inc.size:
                 keep = np.ones(n, dtype=bool)
                 keep[inc] = False
