@@ -14,6 +14,8 @@ Three things make a grid of candidates trustworthy and cheap:
   random; then the best start of every candidate continues on all rows, every
   candidate in the same passes.  Data with at most :data:`SCREEN_ROWS` rows
   are their own screening sample, and the search ends there.
+- **Candidates that share passes** with another ``init_params``
+  (:func:`fit_sharing_passes`): every candidate equals its own ``fit``.
 - **A guard against spurious optima** (:func:`degeneracy`): a component that
   holds fewer rows than its covariance needs, or whose covariance is almost
   singular on the data's own scale, marks the fit as degenerate; a candidate's
@@ -23,12 +25,13 @@ Three things make a grid of candidates trustworthy and cheap:
 import numpy as np
 from sklearn.utils import check_random_state
 
-from . import _em, _estep, _init
+from . import _em, _estep, _init, _threads
 from ._data import ArrayData
 from ._suffstats import GaussianParams
+from ._validation import check_enough_rows
 
 __all__ = ["SCREEN_ROWS", "MIN_VARIANCE_RATIO", "MIN_ROWS", "n_splits", "split_starts",
-           "degeneracy", "column_variance", "search"]
+           "degeneracy", "column_variance", "search", "fit_sharing_passes"]
 
 #: Rows the starts of a search run on (a uniform random sample of larger data).
 SCREEN_ROWS = 50_000
@@ -247,3 +250,69 @@ def search(data, ks, covariance_types, n_init, random_state, tol, reg_covar, max
     _em.run_batch(list(final.values()), data, isolate=True)
     passes = max([r.n_iter - b for r, b in zip(final.values(), before)], default=0)
     return final, passes
+
+
+def fit_sharing_passes(models, X):
+    """Fit several GaussianMixture candidates, one data pass per EM iteration.
+
+    Each pass over the rows (a file or chunk source is read once per pass, not
+    once per candidate) feeds every candidate that has not converged yet
+    (:func:`fastem._em.run_batch`).  Every candidate is initialised as its
+    own ``fit`` would do it, and the statistics of each are accumulated in the
+    same blocks and order, so each model equals ``model.fit(X)`` exactly.
+    Used by :func:`fastem.selection.select_model` when ``init_params`` is not
+    'auto'.  Transactional: if any
+    candidate fails, every model is left as it was.
+
+    Parameters
+    ----------
+    models : list of GaussianMixture
+        Unfitted candidates with ``n_init=1`` and ``warm_start=False``.
+    X : array-like or data source
+
+    Returns
+    -------
+    models
+    """
+    if not models:
+        return models
+    for m in models:
+        m._check_base_parameters()
+        if m.n_init != 1 or m.warm_start:
+            raise ValueError("fit_sharing_passes needs n_init=1 and warm_start=False "
+                             "candidates")
+    first = models[0]
+    transactions = [m._transaction() for m in models]
+    for t in transactions:
+        t.__enter__()
+    try:
+        data = first._as_data(X, None, reset=True)
+        runs = []
+        with _threads.thread_limits(first.n_jobs):
+            for m in models:
+                if m is not first:
+                    m._record_features(data, reset=True)
+                    if hasattr(first, "feature_names_in_"):
+                        m.feature_names_in_ = first.feature_names_in_
+                check_enough_rows(data.n_samples, m.n_components)
+                inits = m._check_initial_parameters(data.n_features)
+                params = m._initial_params(data, check_random_state(m.random_state), inits)
+                report = _em.Report(m.verbose, m.verbose_interval, m.progress,
+                                    total=m.max_iter, desc=f"EM (K={m.n_components}, "
+                                    f"{m.covariance_type})")
+                report.start(0)
+                runs.append(m._new_run(params, -np.inf, report))
+            try:
+                _em.run_batch(runs, data)
+            finally:
+                for run in runs:
+                    run.report.bar.close()
+            for run in runs:
+                run.report.end(run.converged, run.lower_bound)
+        for m, run in zip(models, runs):
+            m._finish_fit(run)
+    except BaseException as exc:
+        for t in transactions:
+            t.__exit__(type(exc), exc, exc.__traceback__)
+        raise
+    return models

@@ -383,3 +383,67 @@ def precision_cholesky_from_precisions(precisions, covariance_type):
     if covariance_type == "tied":
         return pcs[0], covs[0]
     return pcs, covs
+
+
+# -- model-selection grids ----------------------------------------------------------
+
+def check_grid_n_components(n_components):
+    """The numbers of components of a model-selection grid, as a list of
+    distinct ints >= 1."""
+    if isinstance(n_components, numbers.Integral) and not isinstance(n_components, bool):
+        values = [n_components]
+    else:
+        try:
+            values = list(n_components)
+        except TypeError:
+            raise TypeError(
+                "n_components must be an int or an iterable of ints (e.g. "
+                f"range(1, 11)), got {n_components!r}") from None
+    if not values:
+        raise ValueError(
+            f"n_components is empty (got {n_components!r}); pass at least one "
+            "number of components, e.g. range(1, 11)")
+    out = []
+    for k in values:
+        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
+            raise TypeError(f"n_components must hold ints, got {k!r} in {n_components!r}")
+        if k < 1:
+            raise ValueError(
+                f"Every n_components must be >= 1, got {int(k)} in {n_components!r}")
+        if int(k) not in out:
+            out.append(int(k))
+    return out
+
+
+def check_covariance_types(covariance_types):
+    """The covariance types of a model-selection grid, as a list."""
+    values = [covariance_types] if isinstance(covariance_types, str) else covariance_types
+    try:
+        values = list(values)
+    except TypeError:
+        raise TypeError(
+            "covariance_types must be a str or a sequence of str, got "
+            f"{covariance_types!r}") from None
+    if not values:
+        raise ValueError(
+            f"covariance_types is empty; choose from {COVARIANCE_TYPES}")
+    out = []
+    for ct in values:
+        if ct not in COVARIANCE_TYPES:
+            raise ValueError(
+                f"Unknown covariance type {ct!r}; choose from {COVARIANCE_TYPES}")
+        if ct not in out:
+            out.append(ct)
+    return out
+
+
+def check_fraction(validation_fraction):
+    """A held-out share in the open interval (0, 1)."""
+    ok = (isinstance(validation_fraction, numbers.Real)
+          and not isinstance(validation_fraction, bool)
+          and 0.0 < validation_fraction < 1.0)
+    if not ok:
+        raise ValueError(
+            "validation_fraction must be a float in the open interval (0, 1), got "
+            f"{validation_fraction!r}")
+    return float(validation_fraction)

@@ -15,9 +15,10 @@ from sklearn.utils import check_random_state
 
 from . import _estep, _search, _threads
 from ._constants import INIT_PARAMS
-from ._suffstats import COVARIANCE_TYPES
+from ._validation import check_covariance_types, check_fraction, check_grid_n_components
 from ._data import is_stream
-from .mixture import GaussianMixture, fit_sharing_passes
+from ._search import fit_sharing_passes
+from .mixture import GaussianMixture
 
 __all__ = ["CRITERIA", "HELDOUT_SAMPLE_SIZE", "SelectionResult", "select_model"]
 
@@ -153,69 +154,6 @@ class SelectionResult:
         from .plot import plot_selection
 
         return plot_selection(self, ax=ax)
-
-
-# ---------------------------------------------------------------------------
-# Validation
-# ---------------------------------------------------------------------------
-
-
-def _check_n_components(n_components):
-    if isinstance(n_components, numbers.Integral) and not isinstance(n_components, bool):
-        values = [n_components]
-    else:
-        try:
-            values = list(n_components)
-        except TypeError:
-            raise TypeError(
-                "n_components must be an int or an iterable of ints (e.g. "
-                f"range(1, 11)), got {n_components!r}") from None
-    if not values:
-        raise ValueError(
-            f"n_components is empty (got {n_components!r}); pass at least one "
-            "number of components, e.g. range(1, 11)")
-    out = []
-    for k in values:
-        if isinstance(k, bool) or not isinstance(k, numbers.Integral):
-            raise TypeError(f"n_components must hold ints, got {k!r} in {n_components!r}")
-        if k < 1:
-            raise ValueError(
-                f"Every n_components must be >= 1, got {int(k)} in {n_components!r}")
-        if int(k) not in out:
-            out.append(int(k))
-    return out
-
-
-def _check_covariance_types(covariance_types):
-    values = [covariance_types] if isinstance(covariance_types, str) else covariance_types
-    try:
-        values = list(values)
-    except TypeError:
-        raise TypeError(
-            "covariance_types must be a str or a sequence of str, got "
-            f"{covariance_types!r}") from None
-    if not values:
-        raise ValueError(
-            f"covariance_types is empty; choose from {COVARIANCE_TYPES}")
-    out = []
-    for ct in values:
-        if ct not in COVARIANCE_TYPES:
-            raise ValueError(
-                f"Unknown covariance type {ct!r}; choose from {COVARIANCE_TYPES}")
-        if ct not in out:
-            out.append(ct)
-    return out
-
-
-def _check_fraction(validation_fraction):
-    ok = (isinstance(validation_fraction, numbers.Real)
-          and not isinstance(validation_fraction, bool)
-          and 0.0 < validation_fraction < 1.0)
-    if not ok:
-        raise ValueError(
-            "validation_fraction must be a float in the open interval (0, 1), got "
-            f"{validation_fraction!r}")
-    return float(validation_fraction)
 
 
 # ---------------------------------------------------------------------------
@@ -411,8 +349,8 @@ default=('full', 'diag', 'tied', 'spherical')
     """
     from . import io
 
-    ks = _check_n_components(n_components)
-    cts = _check_covariance_types(covariance_types)
+    ks = check_grid_n_components(n_components)
+    cts = check_covariance_types(covariance_types)
     if criterion not in CRITERIA:
         raise ValueError(f"Unknown criterion {criterion!r}; choose from {CRITERIA}")
     if init_params != "auto" and init_params not in INIT_PARAMS:
@@ -421,7 +359,7 @@ default=('full', 'diag', 'tied', 'spherical')
     if (isinstance(n_init, bool) or not isinstance(n_init, numbers.Integral)
             or n_init < 1):
         raise ValueError(f"n_init must be an int >= 1, got {n_init!r}")
-    fraction = _check_fraction(validation_fraction)
+    fraction = check_fraction(validation_fraction)
     rng = check_random_state(random_state)
     options = dict(n_init=n_init, n_jobs=n_jobs, max_iter=max_iter, tol=tol,
                    reg_covar=reg_covar, missing=missing)

@@ -285,7 +285,7 @@ def test_streamed_grid_shares_passes_and_equals_separate_fits(tmp_path):
 
     import fastem
     from fastem import io
-    from fastem.mixture import fit_sharing_passes
+    from fastem._search import fit_sharing_passes
 
     rng = np.random.default_rng(0)
     X = np.vstack([rng.normal(size=(3000, 2)) + c for c in ([0, 0], [6, 0], [0, 6])])
