@@ -6,8 +6,8 @@ import warnings
 import numpy as np
 
 from ._args import CLIError
-from ._data import (_check_outputs, _import_optional, _load_model, _model_features,
-                    _model_names, _old_faithful, _open_source, _write_npy)
+from ._data import (_check_outputs, _import_optional, _load_model, _model_and_source,
+                    _model_features, _model_names, _old_faithful, _open_source, _write_npy)
 from ._output import (PLOT_MAX_POINTS, _plot_model, _require_matplotlib,
                       format_components)
 
@@ -147,14 +147,7 @@ def cmd_compile(args):
 
 def cmd_predict(args):
     _check_outputs(args.out)
-    model = _load_model(args.model)
-    d = _model_features(model, args.model)
-    src, _ = _open_source(args.path, args.columns, args.chunk_size)
-    if src.n_features != d:
-        raise CLIError(
-            f"{args.path} has {src.n_features} column{'s' if src.n_features != 1 else ''}"
-            f"{' (after --columns)' if args.columns is not None else ''}, but the model "
-            f"in {args.model} expects {d} features; select {d} with --columns")
+    model, src, _ = _model_and_source(args)
     if args.n_jobs is not None:
         model.n_jobs = args.n_jobs
     with warnings.catch_warnings(record=True):

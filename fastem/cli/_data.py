@@ -79,6 +79,20 @@ def _model_features(model, path):
     return int(d)
 
 
+def _model_and_source(args):
+    """The fitted model of ``args.model`` and the chunk source of ``args.path``
+    (its column names too), checked to have the model's number of features."""
+    model = _load_model(args.model)
+    d = _model_features(model, args.model)
+    src, names = _open_source(args.path, args.columns, args.chunk_size)
+    if src.n_features != d:
+        raise CLIError(
+            f"{args.path} has {src.n_features} column{'s' if src.n_features != 1 else ''}"
+            f"{' (after --columns)' if args.columns is not None else ''}, but the model "
+            f"in {args.model} expects {d} features; select {d} with --columns")
+    return model, src, names
+
+
 def _model_names(model):
     names = getattr(model, "feature_names_in_", None)
     if names is not None:

@@ -4,7 +4,7 @@ data file under a saved model."""
 import numpy as np
 
 from ._args import CLIError
-from ._data import _check_outputs, _load_model, _model_features, _open_source
+from ._data import _check_outputs, _model_and_source
 
 
 def cmd_impute(args):
@@ -17,14 +17,7 @@ def cmd_impute(args):
     if ext not in ("csv", "tsv", "txt", "npy"):
         raise CLIError(f"--out {out}: the output must be a .csv, .tsv, .txt or .npy file")
     _check_outputs(out)
-    model = _load_model(args.model)
-    d = _model_features(model, args.model)
-    src, names = _open_source(args.path, args.columns, args.chunk_size)
-    if src.n_features != d:
-        raise CLIError(
-            f"{args.path} has {src.n_features} column{'s' if src.n_features != 1 else ''}"
-            f"{' (after --columns)' if args.columns is not None else ''}, but the model "
-            f"in {args.model} expects {d} features; select {d} with --columns")
+    model, src, names = _model_and_source(args)
     rng = np.random.RandomState(args.random_state)
     method = "sample" if args.draw else "mean"
     n_rows = n_filled = 0
@@ -44,7 +37,7 @@ def cmd_impute(args):
     if ext == "npy":
         from ._data import _write_npy
 
-        _write_npy(out, np.concatenate(parts) if parts else np.empty((0, d)))
+        _write_npy(out, np.concatenate(parts) if parts else np.empty((0, src.n_features)))
     how = "draws from the conditional distribution" if args.draw else "conditional means"
     print(f"imputed {n_filled} missing entries in {n_rows} rows of {args.path} "
           f"({how}); written to {out}")
