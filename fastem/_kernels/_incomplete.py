@@ -91,6 +91,19 @@ def _whiten_observed(x0, mk, nb, mu, Pk, diff, z, zz):
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _missing_rhs(P, pk, idx, r, q, z, b):
+    """b = (Lambda diff)_m = P[m, :] z[:, r] for the q missing features
+    idx[r, :q] of row r (P upper triangular, so the sum starts at m)."""
+    d = P.shape[1]
+    for a in range(q):
+        ma = idx[r, a]
+        s = 0.0
+        for j in range(ma, d):
+            s += P[pk, ma, j] * z[j, r]
+        b[a] = s
+
+
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _schur_row(P, lam, pk, idx, r, q, z, b, Lf, W, D, invD, Y, C, k):
     """The missing block of row r of a block (column r of z = P^T diff)
     under precision pk: b = (Lambda diff)_m = P[m, :] z, Lambda_mm =
@@ -99,13 +112,7 @@ def _schur_row(P, lam, pk, idx, r, q, z, b, Lf, W, D, invD, Y, C, k):
     (Lf's strict lower triangle by rows, then 1/D).  Returns
     (y.b, log det Lambda_mm).  Arrays are indexed, not sliced: a view per
     row would cost reference counting (atomic, on arrays threads share)."""
-    d = P.shape[1]
-    for a in range(q):
-        ma = idx[r, a]
-        s = 0.0
-        for j in range(ma, d):
-            s += P[pk, ma, j] * z[j, r]
-        b[a] = s
+    _missing_rhs(P, pk, idx, r, q, z, b)
     # Lambda_mm = Lf D Lf^T, Lf unit lower triangular; W[a, c] = Lf[a, c] D[c]
     prod = 1.0
     for a in range(q):
@@ -160,13 +167,7 @@ def _solve_packed(P, pk, idx, r, q, z, b, C, kf, rf, Y, k):
     """As :func:`_schur_row` for a row whose missing pattern was factorised
     already (the factors packed in C[kf, rf]): b = P[m, :] z[:, r], the
     shift Y[k, r, :q] = -Lambda_mm^-1 b; returns y.b."""
-    d = P.shape[1]
-    for a in range(q):
-        ma = idx[r, a]
-        s = 0.0
-        for j in range(ma, d):
-            s += P[pk, ma, j] * z[j, r]
-        b[a] = s
+    _missing_rhs(P, pk, idx, r, q, z, b)
     base = q * (q - 1) // 2
     for a in range(q):
         s = -b[a]
