@@ -193,6 +193,26 @@ def compile(covariance_types=COVARIANCE_TYPES, dtypes=DTYPES, n_features=None,
     return records
 
 
+def prefetch(covariance_type, dtype, n_features):
+    """Start compiling, in the background, the E-step kernel a fit of this
+    covariance type, dtype and number of features will ask for, unless it is
+    cached; returns at once.
+
+    The command line calls this as soon as it knows the data's shape, so that
+    the compile overlaps its other start-up work (importing scikit-learn); the
+    fit then waits for that compile instead of starting its own.  Invalid
+    arguments do nothing: the fit reports them.
+    """
+    try:
+        plan = _plan((covariance_type,), (np.dtype(dtype).name,), n_features)
+    except (ValueError, TypeError):
+        return
+    from . import _kernels as K
+
+    first = _FAMILY[covariance_type][0]
+    K.start_in_child([v for v in plan if v[0] == first])
+
+
 def cache_dir():
     """The folder where the kernels' compiled code is cached (Numba's rule:
     NUMBA_CACHE_DIR, else next to the sources when writable, else the user's

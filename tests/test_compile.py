@@ -190,3 +190,50 @@ def test_a_changed_helper_invalidates_the_cached_kernels(tmp_path):
     helper = site / "fastem" / "_kernels" / "_moments.py"
     helper.write_text(helper.read_text() + "\n# an edit\n")
     assert _run(status, env, cwd=tmp_path, pythonpath=site).stdout.strip() == "False"
+
+
+def test_cli_fit_compiles_its_kernel_once_in_the_background(tmp_path):
+    """`fastem fit` starts compiling the kernel it needs as soon as it knows
+    the data's shape (overlapping its imports); the fit then waits for that
+    child instead of starting a second one, and announces once."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    out = _run("""
+        import json, sys
+        from fastem._kernels import _aot
+        spawned = []
+        real = _aot._spawn
+        def counting(variants):
+            spawned.append([(v[0], str(v[1])) for v in variants])
+            return real(variants)
+        _aot._spawn = counting
+        from fastem.cli import main
+        code = main(["fit", "--covariance-type", "diag"])
+        from fastem import _compile
+        st = dict(_compile.status("diag", "float64", 2)["kernels"])
+        print(json.dumps({"code": code, "spawned": spawned, "in_flight": len(_aot._IN_FLIGHT),
+                          "cached": st["pass_diag/float64"]}))
+    """, env)
+    info = json.loads(out.stdout.splitlines()[-1])
+    assert info["code"] in (0, None)
+    assert info["spawned"] == [[["pass_diag", "float64"]]]
+    assert info["in_flight"] == 0
+    assert info["cached"] is True
+    assert out.stderr.count("compiling kernels") == 1
+    assert "BIC" in out.stdout
+
+
+def test_background_compile_is_stopped_when_nobody_waits(tmp_path):
+    """A background compile whose fit never asks for it (the command failed
+    first) does not outlive the process."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
+    out = _run("""
+        from fastem import _compile
+        from fastem._kernels import _aot
+        _compile.prefetch("full", "float64", 3)
+        (proc,) = set(_aot._IN_FLIGHT.values())
+        print(proc.pid)
+    """, env)
+    pid = int(out.stdout.split()[-1])
+    # the child was killed and reaped at exit: no such process now
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)

@@ -7,16 +7,23 @@ when announcing (:mod:`fastem._announce`), one line on stderr says so first.  ``
 the same children, several at a time.
 """
 
+import atexit
+import os
 import sys
+import threading
 
 import numpy as np
 
 from .._announce import announce, announcing  # noqa: F401 (re-exported)
 from ._machinery import CACHE
 
-
-
 _CHILD_ENV = "FASTEM_COMPILE_CHILD"
+
+# Children started ahead of need (start_in_child), by variant key; a later
+# compile_in_child of the same variant waits for that child instead of
+# starting another.
+_IN_FLIGHT = {}
+_IN_FLIGHT_LOCK = threading.Lock()
 
 
 def _child_code(variants):
@@ -28,6 +35,93 @@ def _child_code(variants):
                      f"{tag_expr})")
         lines.append(f"print({i}, time.perf_counter() - t, flush=True)")
     return "\n".join(lines)
+
+
+def _variant_key(variant):
+    name, dtype, ro, tag = variant
+    return (name, np.dtype(dtype).char, bool(ro), None if tag is None else tag.dtype.char)
+
+
+def _spawn(variants):
+    """A child process compiling ``variants`` into the on-disk cache (it
+    prints each one's index and compile time), or None when it cannot be
+    started."""
+    import subprocess
+
+    env = dict(os.environ)
+    env[_CHILD_ENV] = "1"
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"]
+                                if env.get("PYTHONPATH") else "")
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-c", _child_code(variants)],
+            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE, text=True)
+    except OSError:
+        return None
+
+
+def _can_spawn():
+    return CACHE and not os.environ.get(_CHILD_ENV)
+
+
+def start_in_child(variants):
+    """Start compiling, in one child process in the background, those of
+    ``variants`` that are neither in the cache nor being compiled already,
+    and return at once (announcing each family, as a compile does).
+
+    For callers that know which kernels a fit will need before the fit can
+    ask for them (the command line, which then spends a second importing
+    scikit-learn): the compile overlaps that work.  The variant's later
+    ``compile_in_child`` waits for this child rather than starting another.
+    """
+    from .. import _kernels as K
+
+    if not _can_spawn():
+        return
+    with _IN_FLIGHT_LOCK:
+        todo = [v for v in variants if _variant_key(v) not in _IN_FLIGHT
+                and not getattr(K, v[0]).in_cache(*v[1:])]
+        if not todo:
+            return
+        for name, dtype, _, _ in todo:
+            announce(name, dtype)
+        proc = _spawn(todo)
+        if proc is None:
+            return
+        if not _IN_FLIGHT:
+            atexit.register(_stop_in_flight)
+        for v in todo:
+            _IN_FLIGHT[_variant_key(v)] = proc
+
+
+def _wait_in_flight(variants):
+    """Wait for the background children compiling any of ``variants``;
+    returns the variants that none was compiling."""
+    with _IN_FLIGHT_LOCK:
+        procs = {id(p): p for v in variants
+                 if (p := _IN_FLIGHT.get(_variant_key(v))) is not None}
+    for p in procs.values():
+        p.communicate()
+    with _IN_FLIGHT_LOCK:
+        rest = []
+        for v in variants:
+            if _IN_FLIGHT.pop(_variant_key(v), None) is None:
+                rest.append(v)
+    return rest
+
+
+def _stop_in_flight():
+    """At exit: a background compile nobody waited for (the fit failed
+    first) is stopped, not left running on its own."""
+    with _IN_FLIGHT_LOCK:
+        procs = {id(p): p for p in _IN_FLIGHT.values()}
+        _IN_FLIGHT.clear()
+    for p in procs.values():
+        if p.poll() is None:
+            p.kill()
+        p.wait()
 
 
 def compile_in_child(variants, jobs=1, timings=None):
@@ -43,40 +137,34 @@ def compile_in_child(variants, jobs=1, timings=None):
     loading from the cache makes the first process run exactly what later
     ones run.  Nothing happens (False) when the cache is disabled, inside a
     child already, or when the children fail: the caller then compiles in
-    process.  ``jobs`` children run at once.
+    process.  ``jobs`` children run at once.  A variant that a child started
+    by :func:`start_in_child` is compiling is waited for, not compiled again.
     """
-    import os
-    import subprocess
-
     from .. import _kernels as K
 
-    if not CACHE or os.environ.get(_CHILD_ENV) or not variants:
+    if not _can_spawn() or not variants:
         return False
-    env = dict(os.environ)
-    env[_CHILD_ENV] = "1"
-    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-    env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"]
-                                if env.get("PYTHONPATH") else "")
-    n_groups = max(1, min(jobs, len(variants)))
-    groups = [list(range(i, len(variants), n_groups)) for i in range(n_groups)]
-    procs = []
-    try:
-        for group in groups:
-            procs.append(subprocess.Popen(
-                [sys.executable, "-c", _child_code([variants[i] for i in group])],
-                env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                stderr=subprocess.PIPE, text=True))
-        for group, p in zip(groups, procs):
-            out, _ = p.communicate()
-            for line in out.splitlines():
-                parts = line.split()
-                if timings is not None and len(parts) == 2 and parts[0].isdigit():
-                    timings[group[int(parts[0])]] = float(parts[1])
-    except OSError:
-        return False
-    finally:
-        for p in procs:
-            if p.poll() is None:
-                p.kill()
-                p.wait()
+    index = {_variant_key(v): i for i, v in enumerate(variants)}
+    todo = _wait_in_flight(list(variants))
+    if todo:
+        n_groups = max(1, min(jobs, len(todo)))
+        groups = [todo[i::n_groups] for i in range(n_groups)]
+        procs = []
+        try:
+            for group in groups:
+                p = _spawn(group)
+                if p is None:
+                    return False
+                procs.append(p)
+            for group, p in zip(groups, procs):
+                out, _ = p.communicate()
+                for line in out.splitlines():
+                    parts = line.split()
+                    if timings is not None and len(parts) == 2 and parts[0].isdigit():
+                        timings[index[_variant_key(group[int(parts[0])])]] = float(parts[1])
+        finally:
+            for p in procs:
+                if p.poll() is None:
+                    p.kill()
+                    p.wait()
     return all(getattr(K, name).in_cache(dtype, ro, tag) for name, dtype, ro, tag in variants)

@@ -88,6 +88,12 @@ def cmd_fit(args):
         n_known = src.n_samples
     if n_known is not None and n_known < K:
         raise CLIError(f"-k {K} needs at least {K} rows; {name} has {n_known}")
+    from .._compile import prefetch
+
+    # a kernel the fit will need and the cache lacks compiles in the
+    # background while the estimator's imports load
+    prefetch(args.covariance_type, getattr(score_data, "dtype", np.float64),
+             score_data.shape[1] if hasattr(score_data, "shape") else score_data.n_features)
     model = _make_estimator(args)
 
     from sklearn.exceptions import ConvergenceWarning
