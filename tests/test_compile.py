@@ -202,9 +202,9 @@ def test_cli_fit_compiles_its_kernel_once_in_the_background(tmp_path):
         from fastem._kernels import _aot
         spawned = []
         real = _aot._spawn
-        def counting(variants):
+        def counting(variants, **kwargs):
             spawned.append([(v[0], str(v[1])) for v in variants])
-            return real(variants)
+            return real(variants, **kwargs)
         _aot._spawn = counting
         from fastem.cli import main
         code = main(["fit", "--covariance-type", "diag"])

@@ -42,9 +42,10 @@ def _variant_key(variant):
     return (name, np.dtype(dtype).char, bool(ro), None if tag is None else tag.dtype.char)
 
 
-def _spawn(variants):
+def _spawn(variants, quiet=False):
     """A child process compiling ``variants`` into the on-disk cache (it
-    prints each one's index and compile time), or None when it cannot be
+    prints each one's index and compile time, unless ``quiet``: a child in
+    the background, whose output nobody reads), or None when it cannot be
     started."""
     import subprocess
 
@@ -53,11 +54,11 @@ def _spawn(variants):
     root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
     env["PYTHONPATH"] = root + (os.pathsep + env["PYTHONPATH"]
                                 if env.get("PYTHONPATH") else "")
+    out = subprocess.DEVNULL if quiet else subprocess.PIPE
     try:
         return subprocess.Popen(
             [sys.executable, "-c", _child_code(variants)],
-            env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-            stderr=subprocess.PIPE, text=True)
+            env=env, stdin=subprocess.DEVNULL, stdout=out, stderr=out, text=True)
     except OSError:
         return None
 
@@ -66,15 +67,17 @@ def _can_spawn():
     return CACHE and not os.environ.get(_CHILD_ENV)
 
 
-def start_in_child(variants):
+def start_in_child(variants, announce_them=True):
     """Start compiling, in one child process in the background, those of
-    ``variants`` that are neither in the cache nor being compiled already,
-    and return at once (announcing each family, as a compile does).
+    ``variants`` that are neither in the cache nor being compiled already
+    (in that order), and return at once, announcing each family as a compile
+    does (unless ``announce_them`` is False).
 
-    For callers that know which kernels a fit will need before the fit can
-    ask for them (the command line, which then spends a second importing
-    scikit-learn): the compile overlaps that work.  The variant's later
-    ``compile_in_child`` waits for this child rather than starting another.
+    For callers that know which kernels will be needed before anything asks
+    for them: the command line, which then spends a second importing
+    scikit-learn, and the test suite, which runs tests meanwhile.  A later
+    ``compile_in_child`` of such a variant waits until the child has cached
+    it rather than compiling it again.
     """
     from .. import _kernels as K
 
@@ -85,9 +88,10 @@ def start_in_child(variants):
                 and not getattr(K, v[0]).in_cache(*v[1:])]
         if not todo:
             return
-        for name, dtype, _, _ in todo:
-            announce(name, dtype)
-        proc = _spawn(todo)
+        if announce_them:
+            for name, dtype, _, _ in todo:
+                announce(name, dtype)
+        proc = _spawn(todo, quiet=True)
         if proc is None:
             return
         if not _IN_FLIGHT:
@@ -97,18 +101,34 @@ def start_in_child(variants):
 
 
 def _wait_in_flight(variants):
-    """Wait for the background children compiling any of ``variants``;
-    returns the variants that none was compiling."""
-    with _IN_FLIGHT_LOCK:
-        procs = {id(p): p for v in variants
-                 if (p := _IN_FLIGHT.get(_variant_key(v))) is not None}
-    for p in procs.values():
-        p.communicate()
-    with _IN_FLIGHT_LOCK:
-        rest = []
-        for v in variants:
-            if _IN_FLIGHT.pop(_variant_key(v), None) is None:
-                rest.append(v)
+    """Wait until the background children compiling any of ``variants``
+    have cached them; returns the variants that none was compiling, or whose
+    child ended without caching them."""
+    import time
+
+    from .. import _kernels as K
+
+    rest = []
+    for v in variants:
+        key = _variant_key(v)
+        with _IN_FLIGHT_LOCK:
+            proc = _IN_FLIGHT.get(key)
+        if proc is None:
+            rest.append(v)
+            continue
+        kern = getattr(K, v[0])
+        # the child writes a kernel's data before its index entry, so an
+        # indexed kernel is complete; poll() also reaps a finished child
+        while proc.poll() is None and not kern.in_cache(*v[1:]):
+            time.sleep(0.02)
+        with _IN_FLIGHT_LOCK:
+            _IN_FLIGHT.pop(key, None)
+            last = all(p is not proc for p in _IN_FLIGHT.values())
+        if last:
+            # nothing else expected from that child: it is exiting
+            proc.wait()
+        if not kern.in_cache(*v[1:]):
+            rest.append(v)
     return rest
 
 
