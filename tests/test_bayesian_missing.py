@@ -214,9 +214,9 @@ def _estep_tolerance(ct, post, d):
 @pytest.mark.parametrize("ct", COVARIANCE_TYPES)
 def test_variational_estep_matches_reference(ct, pt):
     X, post = _estep_data(ct, pt, seed=COVARIANCE_TYPES.index(ct))
-    n, d = X.shape
+    d = X.shape[1]
     assert (np.sum(~np.isnan(X), axis=1) == 1).sum() >= 20
-    logrho, r, _, nk, s1, s2 = reference_estep(X, ct, pt, *post)
+    logrho, _, _, nk, s1, s2 = reference_estep(X, ct, pt, *post)
     params = _fastem_params(ct, pt, *post)
     rtol = _estep_tolerance(ct, post, d)
     assert rtol < 1e-10
@@ -444,9 +444,9 @@ def _close(a, b, rtol=1e-9):
 @pytest.mark.parametrize("ct", COVARIANCE_TYPES)
 def test_streams_and_dask_equal_in_memory(ct, tmp_path):
     X = _mixture_rows(3000, 4, seed=5, frac=0.15)
-    # 'random_from_data' draws the same rows from an array, a .npy file and
-    # Dask; a CSV of unknown length draws by reservoir sampling, so the CSV
-    # fit starts from the same means given explicitly below
+    # the k-means sample is the same rows of an array, a .npy file and Dask;
+    # a CSV of unknown length is sampled by reservoir sampling, so the CSV
+    # fit is compared from one given start below
     kw = dict(n_components=3, covariance_type=ct, missing="marginalize", max_iter=20,
               tol=0, random_state=0)
     mem = BayesianGaussianMixture(**kw).fit(X)
