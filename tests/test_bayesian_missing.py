@@ -474,6 +474,13 @@ def test_streams_and_dask_equal_in_memory(ct, tmp_path):
     finally:
         _init.initial_stats = orig
     _close(b, a)
+    pa = pytest.importorskip("pyarrow")
+    import pyarrow.parquet as pq
+
+    cols = {f"x{j}": pa.array([None if np.isnan(v) else float(v) for v in X[:, j]],
+                              type=pa.float64()) for j in range(X.shape[1])}
+    pq.write_table(pa.table(cols), tmp_path / "x.parquet", row_group_size=900)
+    _close(BayesianGaussianMixture(**kw).fit(str(tmp_path / "x.parquet")), mem)
     da = pytest.importorskip("dask.array")
     import dask
 
