@@ -55,7 +55,8 @@ def data_moments(data, full):
     """Weighted mean and covariance (ddof=1, frequency weights) of the rows,
     from two E-step passes with one unit Gaussian: the first finds the mean,
     the second the scatter around it.  ``full``: the (d, d) covariance, else
-    the per-feature variances.  Works on every kind of :class:`RowData`."""
+    the per-feature variances.  Works on every kind of :class:`RowData`.
+    With missing values (and at least one NaN): :func:`_moments_with_missing`."""
     if data.missing:
         observed = _observed_moments(data)
         if observed is not None:
@@ -93,9 +94,10 @@ def _check_total(total, column=None):
 
 
 def _observed_moments(data):
-    """Per column: the (weighted) mean and scatter of the observed entries, and
-    the sum of their weights (in units of the normalised weights), and the
-    sum of the rows' weights; None when no entry is missing.  Two passes (mean, then the scatter around it)."""
+    """Per column: the (weighted) mean and scatter of the observed entries and
+    the sum of their weights (in units of the normalised weights); and the sum
+    of the rows' weights.  None when no entry is missing.  Two passes (the
+    means, then the scatter around them)."""
     d = data.n_features
     sums, tot = np.zeros(d), np.zeros(d)
     rows = 0.0

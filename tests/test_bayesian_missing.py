@@ -432,6 +432,53 @@ def test_option_without_nan_same_as_sklearn(pt, ct, monkeypatch):
     _assert_same(fb, sk, 1e-8)
 
 
+def _one_gaussian_em(X, n_iter=2000):
+    """The maximum-likelihood Gaussian of the observed entries (NumPy EM)."""
+    mu = np.nanmean(X, axis=0)
+    S = np.diag(np.nanvar(X, axis=0))
+    for _ in range(n_iter):
+        s1 = np.zeros_like(mu)
+        s2 = np.zeros_like(S)
+        for x in X:
+            m = np.isnan(x)
+            o = ~m
+            xh = x.copy()
+            C = np.zeros_like(S)
+            if m.any():
+                A = S[np.ix_(m, o)] @ np.linalg.inv(S[np.ix_(o, o)])
+                xh[m] = mu[m] + A @ (x[o] - mu[o])
+                C[np.ix_(m, m)] = S[np.ix_(m, m)] - A @ S[np.ix_(o, m)]
+            s1 += xh
+            s2 += np.outer(xh, xh) + C
+        new_mu = s1 / len(X)
+        new_S = s2 / len(X) - np.outer(new_mu, new_mu)
+        done = np.max(np.abs(new_S - S)) < 1e-13 and np.max(np.abs(new_mu - mu)) < 1e-13
+        mu, S = new_mu, new_S
+        if done:
+            break
+    return mu, S
+
+
+@no_convergence
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_priors_from_observed_entries(ct):
+    X = _mixture_rows(150, 3, seed=12, frac=0.25)
+    n = len(X)
+    est = BayesianGaussianMixture(n_components=2, covariance_type=ct, missing="marginalize",
+                                  max_iter=1, random_state=0).fit(X)
+    if ct in ("full", "tied"):
+        mu, S = _one_gaussian_em(X)
+        # fastem's EM stops when the mean log-likelihood changes by < 1e-10:
+        # its parameters are then within about sqrt(1e-10) of the optimum
+        assert rel_err(est.mean_prior_, mu) <= 1e-4
+        assert rel_err(est.covariance_prior_, S * n / (n - 1)) <= 1e-4
+    else:
+        var = np.nanvar(X, axis=0, ddof=1)
+        assert rel_err(est.mean_prior_, np.nanmean(X, axis=0)) <= tol(np.float64, 16)
+        want = var if ct == "diag" else var.mean()
+        assert rel_err(est.covariance_prior_, want) <= tol(np.float64, 16)
+
+
 def _close(a, b, rtol=1e-9):
     for name in ("weights_", "means_", "covariances_", "mean_precision_",
                  "degrees_of_freedom_", "mean_prior_", "covariance_prior_"):
