@@ -25,6 +25,21 @@ Gaussian log-density with that precision factor and a shifted constant: a
 :class:`VariationalParams` carries the constant (:meth:`~VariationalParams.log_norm`),
 and the EM kernels compute the E-step and the statistics unchanged.
 
+Missing values (``missing='marginalize'``) are latent variables of the
+posterior, q(z, x_m) = q(z) q(x_m | z).  With Lambda~_k = nu_k W_k (the
+precision of the factor above), q(x_m | z = k) = N(m_m - Lambda~_mm^-1
+Lambda~_mo (x_o - m_o), Lambda~_mm^-1), and integrating x_m out of the
+optimal q(z, x_m) gives log rho_nk = c_k + log N(x_o; m_o, (Lambda~^-1)_oo)
++ d/2 log(2 pi) - 1/2 log |Lambda~_k|, with c_k the constant above
+(d / beta_k counts every coordinate, missing or not).  That is the
+observed-data E-step of :mod:`fastem._missing` handed a
+:class:`VariationalParams`; its statistics (conditional means, second
+moments including Lambda~_mm^-1) feed :func:`posterior` unchanged.  The
+bound needs no new term: on these statistics :func:`entropy` equals
+H[q(z)] + sum_n sum_k r_nk H[q(x_m | z = k)] (the conditional covariance
+adds q_n / 2 to the quadratic term, the marginal's normaliser
+q_n/2 log(2 pi) - 1/2 log |Lambda~_mm|: together the Gaussian entropies).
+
 Stochastic variational inference (Hoffman et al. 2013) moves the natural
 parameters of the posterior towards prior + (N / |B|) x (a mini-batch's
 statistics).  The natural parameters are affine in the statistics, so one
@@ -232,7 +247,9 @@ def entropy(stats, params):
     """-sum_n sum_k r_nk log r_nk of the pass that produced ``stats`` under
     ``params``: with log r_nk = log rho_nk - log sum_j rho_nj, it is
     sum_n log sum_j rho_nj - sum_k (c_k N_k - 1/2 sum_n r_nk q_nk), where
-    c_k is the E-step's constant and q_nk the quadratic form."""
+    c_k is the E-step's constant and q_nk the quadratic form.  With missing
+    entries the same formula adds the entropies of q(x_m | z) (module
+    docstring)."""
     linear = float(np.dot(params.log_norm(), stats.nk))
     return stats.loglik - linear + 0.5 * _weighted_quadratic_sum(stats, params)
 

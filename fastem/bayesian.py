@@ -15,7 +15,7 @@ import numpy as np
 from sklearn.utils import check_random_state
 
 from . import _em, _init, _threads, _variational
-from ._suffstats import GaussianParams
+from ._suffstats import GaussianParams, precision_cholesky
 from ._validation import check_enough_rows
 from .mixture import BatchFitMixin, _MixtureBase
 
@@ -55,7 +55,12 @@ def data_moments(data, full):
     """Weighted mean and covariance (ddof=1, frequency weights) of the rows,
     from two E-step passes with one unit Gaussian: the first finds the mean,
     the second the scatter around it.  ``full``: the (d, d) covariance, else
-    the per-feature variances.  Works on every kind of :class:`RowData`."""
+    the per-feature variances.  Works on every kind of :class:`RowData`.
+    With missing values (and at least one NaN): :func:`_moments_with_missing`."""
+    if data.missing:
+        observed = _observed_moments(data)
+        if observed is not None:
+            return _moments_with_missing(data, full, *observed)
     d = data.n_features
     ct = "full" if full else "diag"
     ref = np.zeros((1, d))
@@ -69,12 +74,82 @@ def data_moments(data, full):
     s1 = stats.s1[0]
     scatter = stats.s2[0] - (np.outer(s1, s1) if full else s1**2) / n
     total = n * data.weight_scale
-    if not total > 1.0:
-        raise ValueError(
-            "covariance_prior=None uses the covariance of the data, which needs more than "
-            f"one row (a sum of sample weights above 1); got {total!r}. Pass "
-            "covariance_prior, or scale sample_weight so that it counts rows.")
+    _check_total(total)
     return ref[0], scatter * data.weight_scale / (total - 1.0)
+
+
+def _check_total(total, column=None):
+    if not np.all(total > 1.0):
+        where, what = "", "one row (a sum of sample weights above 1)"
+        if column is not None:
+            j = int(np.flatnonzero(~(total > 1.0))[0])
+            total = total[j]
+            where = f" in column {j}"
+            what = ("one observed value in each column (a sum of the sample weights of "
+                    "its observed entries above 1)")
+        raise ValueError(
+            f"covariance_prior=None uses the covariance of the data, which needs more than "
+            f"{what}; got {total!r}{where}. Pass covariance_prior, or scale sample_weight "
+            "so that it counts rows.")
+
+
+def _observed_moments(data):
+    """Per column: the (weighted) mean and scatter of the observed entries and
+    the sum of their weights (in units of the normalised weights); and the sum
+    of the rows' weights.  None when no entry is missing.  Two passes (the
+    means, then the scatter around them)."""
+    d = data.n_features
+    sums, tot = np.zeros(d), np.zeros(d)
+    rows = 0.0
+    any_missing = False
+    for _, block, w in data.iter_chunks():
+        obs = ~np.isnan(block)
+        any_missing = any_missing or not obs.all()
+        ww = np.ones(block.shape[0]) if w is None else w
+        sums += ww @ np.where(obs, block, 0.0)
+        tot += ww @ obs
+        rows += float(ww.sum())
+    if not any_missing:
+        return None
+    _check_total(tot * data.weight_scale, column=True)
+    mean = sums / tot
+    scatter = np.zeros(d)
+    for _, block, w in data.iter_chunks():
+        ww = np.ones(block.shape[0]) if w is None else w
+        dev = np.where(np.isnan(block), 0.0, block - mean)
+        scatter += ww @ dev**2
+    return mean, scatter, tot, rows
+
+
+#: The maximum-likelihood Gaussian of rows with missing values (the prior's
+#: mean and covariance, 'full' and 'tied') is found by EM, stopped when the
+#: mean log-likelihood changes by less than this (parameters then within
+#: about sqrt of it, plenty for a prior), or after _PRIOR_MAX_ITER passes.
+_PRIOR_TOL = 1e-10
+_PRIOR_MAX_ITER = 100
+
+
+def _moments_with_missing(data, full, mean, scatter, tot, rows):
+    """The data's mean and covariance (ddof=1) when entries are missing.
+
+    Per-feature variances ('diag', 'spherical'): those of each column's
+    observed entries, the maximum-likelihood estimate of a Gaussian with a
+    diagonal covariance under marginalisation.  A full covariance: the
+    maximum-likelihood Gaussian of the observed entries, by EM through the
+    same missing-value E-step as the fits (from the per-column moments), then
+    rescaled by total / (total - 1) as the complete-data covariance is."""
+    scale = data.weight_scale
+    if not full:
+        return mean, scatter * scale / (tot * scale - 1.0)
+    var = scatter / tot
+    cov = np.diag(var)[None]
+    params = GaussianParams("full", np.ones(1), mean[None], cov,
+                            precision_cholesky(cov, "full"))
+    run = _em.Run(params, _PRIOR_TOL, 0.0, _PRIOR_MAX_ITER)
+    _em.run_batch([run], data)
+    total = rows * scale
+    _check_total(total)
+    return run.params.means[0], run.params.covariances[0] * total / (total - 1.0)
 
 
 class BayesianGaussianMixture(BatchFitMixin, _MixtureBase):
@@ -126,6 +201,23 @@ default='dirichlet_process'
         Rows per chunk when X is streamed from a file or chunk source.
     progress : bool, default=False
         A tqdm progress bar of the iterations on stderr.
+    missing : {'error', 'marginalize'}, default='error'
+        What a NaN entry of X means.  'error': invalid input (the error
+        names the first one).  'marginalize': a missing value, treated as a
+        latent variable of the variational posterior (q(z, x_m) =
+        q(z) q(x_m | z), :mod:`fastem._variational`).  A row's E-step then
+        uses the observed entries only (the observed-data marginal of
+        :class:`fastem.GaussianMixture` with the posterior's precisions and
+        constants), and the update the expected statistics of the missing
+        ones given the observed ones, under each component.  ``predict``,
+        ``predict_proba``, ``score_samples`` and ``score`` use the observed
+        entries too, and :meth:`impute` fills the missing ones (under
+        q(x_m | z)).  A row with no observed entry is an error.  Rows
+        without NaN are processed exactly as with 'error' (bitwise the same
+        fit when there is none).  Priors left None come from the observed
+        entries: the column means and variances ('diag', 'spherical'), or
+        the maximum-likelihood Gaussian of the observed entries ('full',
+        'tied', by EM).  Initialisation as in :class:`fastem.GaussianMixture`.
 
     Attributes
     ----------
@@ -156,7 +248,7 @@ default='dirichlet_process'
                  weight_concentration_prior=None, mean_precision_prior=None, mean_prior=None,
                  degrees_of_freedom_prior=None, covariance_prior=None, random_state=None,
                  warm_start=False, verbose=0, verbose_interval=10, n_jobs=None,
-                 chunk_size=None, progress=False):
+                 chunk_size=None, progress=False, missing="error"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol
@@ -177,6 +269,7 @@ default='dirichlet_process'
         self.n_jobs = n_jobs
         self.chunk_size = chunk_size
         self.progress = progress
+        self.missing = missing
 
     # -- parameters ----------------------------------------------------------
 

@@ -59,6 +59,9 @@ class MiniBatchBayesianGaussianMixture(BayesianGaussianMixture):
         scored before its update) changes by less than ``tol``.
     random_state, verbose, verbose_interval, n_jobs, chunk_size, progress
         As in :class:`fastem.MiniBatchGaussianMixture`.
+    missing : {'error', 'marginalize'}, default='error'
+        What a NaN entry means: an error, or a missing value that every step
+        marginalises (as in :class:`fastem.BayesianGaussianMixture`).
 
     Attributes
     ----------
@@ -87,7 +90,7 @@ class MiniBatchBayesianGaussianMixture(BayesianGaussianMixture):
                  weight_concentration_prior=None, mean_precision_prior=None, mean_prior=None,
                  degrees_of_freedom_prior=None, covariance_prior=None, random_state=None,
                  verbose=0, verbose_interval=10, n_jobs=None, chunk_size=None,
-                 progress=False):
+                 progress=False, missing="error"):
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.batch_size = batch_size
@@ -111,6 +114,7 @@ class MiniBatchBayesianGaussianMixture(BayesianGaussianMixture):
         self.n_jobs = n_jobs
         self.chunk_size = chunk_size
         self.progress = progress
+        self.missing = missing
 
     # -- parameters ----------------------------------------------------------
 
@@ -142,7 +146,7 @@ class MiniBatchBayesianGaussianMixture(BayesianGaussianMixture):
             return _variational.posterior(blended.scale(n_total), prior, reg)
 
         return _em.StepwiseEM(reg, self.burn_in, self.learning_offset, self.learning_decay,
-                              None, update=update)
+                              None, update=update, missing=self._marginalizes())
 
     def _initial_state(self, data, rng, prior, n_total):
         """The posterior of the initial responsibilities on ``data`` (a
@@ -257,6 +261,7 @@ class MiniBatchBayesianGaussianMixture(BayesianGaussianMixture):
             S, Sw = data.sample(size, rng)
             check_enough_rows(S.shape[0], self.n_components)
             sample = ArrayData(np.ascontiguousarray(S, dtype=data.dtype), Sw)
+            sample.missing = data.missing
             state = self._initial_state(sample, rng, prior, n_total)
             per_pass = (None if data.n_samples is None
                         else -(-data.n_samples // self.batch_size))

@@ -37,7 +37,8 @@ def _make_estimator(args):
 
 def _make_bayesian(args, common):
     common.update(tol=args.tol, max_iter=args.max_iter, init_params=args.init_params,
-                  reg_covar=args.reg_covar, n_jobs=args.n_jobs, chunk_size=args.chunk_size)
+                  reg_covar=args.reg_covar, n_jobs=args.n_jobs, chunk_size=args.chunk_size,
+                  missing=args.missing)
     if not args.online:
         from ..bayesian import BayesianGaussianMixture
 
