@@ -13,7 +13,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from . import _estep, _search, _threads
+from . import _search, _threads
 from ._constants import INIT_PARAMS
 from ._validation import check_covariance_types, check_fraction, check_grid_n_components
 from ._data import is_stream
@@ -419,36 +419,8 @@ default=('full', 'diag', 'tied', 'spherical')
                 for m in models:
                     m.fit(fit_X)
         data = models[0]._as_data(fit_X)
-    scores = _score(models, data, fit_X)
-
-    rows, estimators = [], {}
-    column_variance = None
-    for (k, ct), model, crit in zip(grid, models, scores):
-        estimators[(k, ct)] = model
-        fitted = crit is not None
-        if fitted and column_variance is None:
-            column_variance = _search.column_variance(data)
-        rows_k, ratio, degenerate = (_search.degeneracy(model._params(), crit["n"],
-                                                        column_variance)
-                                     if fitted else (np.nan, np.nan, False))
-        icl = np.nan
-        if fitted and criterion == "icl":
-            icl = crit["bic"] + 2.0 * _entropy(model, data)
-        heldout = model.score(val_X) if fitted and val_X is not None else np.nan
-        rows.append({
-            "n_components": k, "covariance_type": ct,
-            "bic": crit["bic"] if fitted else np.nan,
-            "icl": icl, "aic": crit["aic"] if fitted else np.nan,
-            "heldout": heldout,
-            "log_likelihood": crit["total"] / crit["n"] if fitted else np.nan,
-            "total_log_likelihood": crit["total"] if fitted else np.nan,
-            "n_parameters": crit["n_parameters"] if fitted else _n_parameters(k, ct, data),
-            "min_component_rows": rows_k, "min_variance_ratio": ratio,
-            "degenerate": degenerate,
-            "converged": bool(getattr(model, "converged_", False)),
-            "n_iter": int(getattr(model, "n_iter_", 0)),
-        })
-
+    rows = _search.candidate_rows(grid, models, data, fit_X, criterion, val_X)
+    estimators = dict(zip(grid, models))
     ranking = _rank(rows, criterion, skip_degenerate)
     if not ranking:
         raise ValueError(f"No candidate has a finite {criterion}; check the data")
@@ -500,47 +472,6 @@ def _search_grid(X, ks, cts, grid, seed, options):
             warnings.simplefilter("ignore", ConvergenceWarning)
             m._finish_fit(run)
     return models, passes, data
-
-
-def _score(models, data, X):
-    """The criteria of every fitted candidate: one pass shared by all of them
-    (each total equals the model's own ``bic``'s); None for unfitted ones."""
-    fitted = [m for m in models if hasattr(m, "means_")]
-    try:
-        with _threads.thread_limits(models[0].n_jobs):
-            stats = data.e_pass_many([m._params() for m in fitted])
-    except _estep.ZeroDensityError:
-        crits = [m._criteria(X) for m in fitted]
-    else:
-        crits = []
-        for m, st in zip(fitted, stats):
-            p = m._n_parameters()
-            total, n = st.loglik, st.n_rows
-            crits.append({"bic": -2 * total + p * np.log(n), "aic": -2 * total + 2 * p,
-                          "total": total, "n": n, "n_parameters": p})
-    by_id = {id(m): c for m, c in zip(fitted, crits)}
-    return [by_id.get(id(m)) for m in models]
-
-
-def _entropy(model, data):
-    """``-sum_i sum_k z_ik log z_ik`` of the model's responsibilities on the
-    rows, in bounded chunks (one pass)."""
-    def chunk_entropy(wlp):
-        norm = np.logaddexp.reduce(wlp, axis=1)
-        logz = wlp - norm[:, None]
-        z = np.exp(logz)
-        with np.errstate(invalid="ignore"):
-            terms = np.where(z > 0, z * logz, 0.0)
-        return np.atleast_1d(-terms.sum())
-
-    return float(np.sum(model._collect(data, chunk_entropy)))
-
-
-def _n_parameters(k, ct, data):
-    d = data.n_features
-    cov = {"full": k * d * (d + 1) / 2, "diag": k * d, "tied": d * (d + 1) / 2,
-           "spherical": k}[ct]
-    return int(cov + k * d + k - 1)
 
 
 def _rank(rows, criterion, skip_degenerate):
