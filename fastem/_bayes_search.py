@@ -34,11 +34,11 @@ PRIOR_OPTIONS = ("weight_concentration_prior_type", "weight_concentration_prior"
                  "covariance_prior")
 
 
-def check_threshold(threshold):
+def check_threshold(threshold, name="threshold"):
     """``threshold`` as a float in [0, 1), or a ValueError saying why not."""
     if (isinstance(threshold, bool) or not isinstance(threshold, numbers.Real)
             or not 0.0 <= threshold < 1.0):
-        raise ValueError(f"threshold must be a float in [0, 1), got {threshold!r}; "
+        raise ValueError(f"{name} must be a float in [0, 1), got {threshold!r}; "
                          "weights sum to 1, so e.g. 1e-3 or 1e-2.")
     return float(threshold)
 
@@ -71,7 +71,7 @@ def check_options(bayesian, bayesian_params, threshold, missing):
             raise ValueError("bayesian_params sets the prior of the variational fits; "
                              "pass bayesian=True too")
         return {}
-    check_threshold(threshold)
+    check_threshold(threshold, "weight_threshold")
     if missing != "error":
         raise ValueError(f"bayesian=True supports missing='error' only, got "
                          f"missing={missing!r}: BayesianGaussianMixture has no "
