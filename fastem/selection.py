@@ -585,4 +585,9 @@ def _rows_of(table):
     """The table's rows as dicts (DataFrame or structured array)."""
     if hasattr(table, "to_dict"):
         return table.to_dict("records")
-    return [{name: row[name].item() for name in table.dtype.names} for row in table]
+    return [{name: _scalar(row[name]) for name in table.dtype.names} for row in table]
+
+
+def _scalar(value):
+    """A NumPy scalar as a Python one; the weights of a bayesian row stay an array."""
+    return value.item() if isinstance(value, np.generic) else value
