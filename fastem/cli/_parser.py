@@ -60,7 +60,7 @@ EPILOG_SELECT = """examples:
   fastem select -k 1:10 --types full,diag --criterion bic
   fastem select data.npy -k 2,4,8 --criterion heldout --out best.npz
   fastem select --columns eruptions -k 1:5 --plot selection.png
-  fastem select --bayesian -k 10              one variational fit per type, K <= 10
+  fastem select --bayesian -k 10               one variational fit per type, K <= 10
 
 -k takes a range A:B (both ends included), a comma-separated list or one
 number. With --bayesian, one BayesianGaussianMixture (Dirichlet-process prior)
