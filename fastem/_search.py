@@ -20,6 +20,9 @@ Three things make a grid of candidates trustworthy and cheap:
   holds fewer rows than its covariance needs, or whose covariance is almost
   singular on the data's own scale, marks the fit as degenerate; a candidate's
   best start is its best non-degenerate one.
+
+:func:`candidate_rows` scores fitted candidates for the selection table (one
+shared pass for BIC, AIC and the log-likelihood).
 """
 
 import numpy as np
@@ -31,7 +34,8 @@ from ._suffstats import GaussianParams
 from ._validation import check_enough_rows
 
 __all__ = ["SCREEN_ROWS", "MIN_VARIANCE_RATIO", "MIN_ROWS", "n_splits", "split_starts",
-           "degeneracy", "column_variance", "search", "fit_sharing_passes"]
+           "degeneracy", "column_variance", "search", "fit_sharing_passes",
+           "candidate_rows", "score", "entropy", "n_parameters"]
 
 #: Rows the starts of a search run on (a uniform random sample of larger data).
 SCREEN_ROWS = 50_000
@@ -316,3 +320,92 @@ def fit_sharing_passes(models, X):
             t.__exit__(type(exc), exc, exc.__traceback__)
         raise
     return models
+
+def candidate_rows(grid, models, data, X, criterion, val_X=None):
+    """The selection table's rows (dicts) of fitted GaussianMixture candidates.
+
+    Parameters
+    ----------
+    grid : list of (int, str)
+        ``(n_components, covariance_type)`` of each row.
+    models : list of GaussianMixture
+        One per grid entry; an unfitted one (every start failed) gives a
+        row of NaN criteria.
+    data : fastem._data.RowData
+        The rows the candidates were fitted to (``X`` as data).
+    X : array-like or data source
+        The same rows, for the fallback scoring path.
+    criterion : str
+        'icl' adds one pass per candidate for the entropy.
+    val_X : array-like or None
+        Validation rows of 'heldout'.
+    """
+    scores = score(models, data, X)
+    rows, variance = [], None
+    for (k, ct), model, crit in zip(grid, models, scores):
+        fitted = crit is not None
+        if fitted and variance is None:
+            variance = column_variance(data)
+        rows_k, ratio, degenerate = (degeneracy(model._params(), crit["n"], variance)
+                                     if fitted else (np.nan, np.nan, False))
+        icl = np.nan
+        if fitted and criterion == "icl":
+            icl = crit["bic"] + 2.0 * entropy(model, data)
+        heldout = model.score(val_X) if fitted and val_X is not None else np.nan
+        rows.append({
+            "n_components": k, "covariance_type": ct,
+            "bic": crit["bic"] if fitted else np.nan,
+            "icl": icl, "aic": crit["aic"] if fitted else np.nan,
+            "heldout": heldout,
+            "log_likelihood": crit["total"] / crit["n"] if fitted else np.nan,
+            "total_log_likelihood": crit["total"] if fitted else np.nan,
+            "n_parameters": crit["n_parameters"] if fitted else n_parameters(k, ct, data),
+            "min_component_rows": rows_k, "min_variance_ratio": ratio,
+            "degenerate": degenerate,
+            "converged": bool(getattr(model, "converged_", False)),
+            "n_iter": int(getattr(model, "n_iter_", 0)),
+        })
+    return rows
+
+
+def score(models, data, X):
+    """The criteria (BIC, AIC, total log-likelihood, rows, parameters) of
+    every fitted candidate: one pass shared by all of them (each total
+    equals the model's own ``bic``'s); None for unfitted ones."""
+    fitted = [m for m in models if hasattr(m, "means_")]
+    try:
+        with _threads.thread_limits(models[0].n_jobs):
+            stats = data.e_pass_many([m._params() for m in fitted])
+    except _estep.ZeroDensityError:
+        crits = [m._criteria(X) for m in fitted]
+    else:
+        crits = []
+        for m, st in zip(fitted, stats):
+            p = m._n_parameters()
+            total, n = st.loglik, st.n_rows
+            crits.append({"bic": -2 * total + p * np.log(n), "aic": -2 * total + 2 * p,
+                          "total": total, "n": n, "n_parameters": p})
+    by_id = {id(m): c for m, c in zip(fitted, crits)}
+    return [by_id.get(id(m)) for m in models]
+
+
+def entropy(model, data):
+    """``-sum_i sum_k z_ik log z_ik`` of the model's responsibilities on the
+    rows, in bounded chunks (one pass)."""
+    def chunk_entropy(wlp):
+        norm = np.logaddexp.reduce(wlp, axis=1)
+        logz = wlp - norm[:, None]
+        z = np.exp(logz)
+        with np.errstate(invalid="ignore"):
+            terms = np.where(z > 0, z * logz, 0.0)
+        return np.atleast_1d(-terms.sum())
+
+    return float(np.sum(model._collect(data, chunk_entropy)))
+
+
+def n_parameters(k, ct, data):
+    """Free parameters of a K-component mixture of this type on these rows."""
+    d = data.n_features
+    cov = {"full": k * d * (d + 1) / 2, "diag": k * d, "tied": d * (d + 1) / 2,
+           "spherical": k}[ct]
+    return int(cov + k * d + k - 1)

@@ -13,14 +13,16 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.utils import check_random_state
 
-from . import _estep, _search, _threads
+from . import _bayes_search, _search, _threads
+from ._bayes_search import effective_components
 from ._constants import INIT_PARAMS
 from ._validation import check_covariance_types, check_fraction, check_grid_n_components
 from ._data import is_stream
 from ._search import fit_sharing_passes
 from .mixture import GaussianMixture
 
-__all__ = ["CRITERIA", "HELDOUT_SAMPLE_SIZE", "SelectionResult", "select_model"]
+__all__ = ["CRITERIA", "HELDOUT_SAMPLE_SIZE", "SelectionResult", "select_model",
+           "effective_components"]
 
 CRITERIA = ("bic", "icl", "aic", "heldout")
 
@@ -41,6 +43,12 @@ _TABLE_DTYPE = np.dtype([
     ("min_variance_ratio", np.float64), ("degenerate", np.bool_),
     ("converged", np.bool_), ("n_iter", np.int64),
 ])
+
+#: Columns a ``bayesian=True`` table has besides TABLE_COLUMNS.
+BAYESIAN_COLUMNS = ("effective_n_components", "lower_bound", "weights")
+
+_BAYESIAN_DTYPE = np.dtype(_TABLE_DTYPE.descr + [
+    ("effective_n_components", np.int64), ("lower_bound", np.float64), ("weights", object)])
 
 
 class SelectionResult:
@@ -70,6 +78,15 @@ class SelectionResult:
           guard's limit (see :func:`select_model`, Notes);
         - ``converged`` (bool), ``n_iter`` (int): of the candidate's EM run.
 
+        With ``bayesian=True`` there is one row per covariance type:
+        ``n_components`` is the truncation level (the variational fit's
+        ``n_components``), the criteria and the columns above are those of
+        its point estimate restricted to its effective components, and
+        three columns are added: ``effective_n_components`` (int),
+        ``lower_bound`` (float, the fit's variational lower bound: not
+        comparable across covariance types) and ``weights`` (ndarray of
+        the effective components' weights as fitted).
+
         A DataFrame when pandas can be imported, else a structured array
         with the same field names.
     criterion : {'bic', 'icl', 'aic', 'heldout'}
@@ -88,17 +105,20 @@ class SelectionResult:
         ``{'n_components': int, 'covariance_type': str}`` of the best row.
     best_index_ : int
         Position of the best row in ``table``.
-    best_estimator_ : fastem.GaussianMixture
-        The best candidate. For ``'bic'`` and ``'aic'`` it is the candidate
+    best_estimator_ : fastem.GaussianMixture or fastem.BayesianGaussianMixture
+        The best candidate (a BayesianGaussianMixture with ``bayesian=True``). For ``'bic'`` and ``'aic'`` it is the candidate
         itself (fitted on all rows); for ``'heldout'`` it is refitted on all
         rows with the best parameters.
     estimators_ : dict
         Every fitted candidate, keyed by ``(n_components, covariance_type)``.
         For ``'heldout'`` these are the fits on the training rows.
+    point_estimates_ : dict
+        With ``bayesian=True``, the GaussianMixture that each variational fit's
+        row was scored as (same keys as ``estimators_``); else empty.
     """
 
     def __init__(self, table, criterion, best_index, best_params, best_estimator,
-                 estimators, ranking=None, passes=None):
+                 estimators, ranking=None, passes=None, point_estimates=None):
         self.table = table
         self.criterion = criterion
         self.best_index_ = best_index
@@ -107,6 +127,7 @@ class SelectionResult:
         self.estimators_ = estimators
         self.ranking_ = [best_index] if ranking is None else list(ranking)
         self.passes_ = passes
+        self.point_estimates_ = {} if point_estimates is None else dict(point_estimates)
 
     def summary(self, top=3):
         """The ``top`` best candidates as text, like mclust's summary: model,
@@ -114,13 +135,17 @@ class SelectionResult:
         rows = _rows_of(self.table)
         crit = self.criterion
         best = rows[self.best_index_][crit]
+        names = [f"{r['covariance_type']}, K={r['n_components']}" for r in rows]
+        if "effective_n_components" in rows[0]:  # bayesian=True: K effective of K
+            names = [f"{r['covariance_type']}, K={r['effective_n_components']} of "
+                     f"{r['n_components']}" for r in rows]
+        width = max([16] + [len(n) + 2 for n in names])
         lines = [f"Top {min(top, len(self.ranking_))} models by {crit.upper()}"
                  f"{' (higher is better)' if crit == 'heldout' else ' (lower is better)'}:",
-                 f"  {'model':<16}{crit:>12}{'diff':>10}{'loglik':>14}{'params':>8}"]
+                 f"  {'model':<{width}}{crit:>12}{'diff':>10}{'loglik':>14}{'params':>8}"]
         for i in self.ranking_[:top]:
             r = rows[i]
-            name = f"{r['covariance_type']}, K={r['n_components']}"
-            lines.append(f"  {name:<16}{r[crit]:>12.2f}{r[crit] - best:>10.2f}"
+            lines.append(f"  {names[i]:<{width}}{r[crit]:>12.2f}{r[crit] - best:>10.2f}"
                          f"{r['total_log_likelihood']:>14.2f}{r['n_parameters']:>8d}")
         flagged = [r for r in rows if r["degenerate"]]
         if flagged:
@@ -132,9 +157,13 @@ class SelectionResult:
 
     def __repr__(self):
         p = self.best_params_
+        effective = ""
+        if self.point_estimates_:
+            best = self.point_estimates_[(p["n_components"], p["covariance_type"])]
+            effective = f" ({best.n_components} effective)"
         return (f"SelectionResult(criterion={self.criterion!r}, "
                 f"n_candidates={len(self.estimators_)}, best: "
-                f"n_components={p['n_components']}, "
+                f"n_components={p['n_components']}{effective}, "
                 f"covariance_type={p['covariance_type']!r})")
 
     def plot(self, ax=None):
@@ -177,15 +206,19 @@ def _take_rows(X, idx):
     return np.asarray(X)[idx]
 
 
-def _make_table(rows):
+def _make_table(rows, bayesian=False):
+    columns = TABLE_COLUMNS + BAYESIAN_COLUMNS if bayesian else TABLE_COLUMNS
     try:
         import pandas as pd
     except ImportError:
-        return np.array([tuple(r[c] for c in TABLE_COLUMNS) for r in rows],
-                        dtype=_TABLE_DTYPE)
-    table = pd.DataFrame({c: [r[c] for r in rows] for c in TABLE_COLUMNS})
+        table = np.empty(len(rows), dtype=_BAYESIAN_DTYPE if bayesian else _TABLE_DTYPE)
+        for i, r in enumerate(rows):
+            table[i] = tuple(r[c] for c in columns)
+        return table
+    table = pd.DataFrame({c: [r[c] for r in rows] for c in columns})
     return table.astype({"n_components": "int64", "n_parameters": "int64",
-                         "n_iter": "int64", "converged": "bool"})
+                         "n_iter": "int64", "converged": "bool",
+                         **({"effective_n_components": "int64"} if bayesian else {})})
 
 
 # ---------------------------------------------------------------------------
@@ -198,7 +231,8 @@ def select_model(X, n_components=range(1, 11),
                  criterion="bic", n_init=5, validation_fraction=0.2,
                  random_state=None, n_jobs=None, max_iter=1000, tol=1e-5,
                  reg_covar=1e-6, init_params="auto", skip_degenerate=True,
-                 missing="error"):
+                 missing="error", bayesian=False, bayesian_params=None,
+                 weight_threshold=1e-3):
     """Fit a grid of Gaussian mixtures and pick the best by BIC, ICL, AIC or
     held-out log-likelihood.
 
@@ -283,6 +317,33 @@ default=('full', 'diag', 'tied', 'spherical')
     missing : {'error', 'marginalize'}, default='error'
         Passed to every candidate: with 'marginalize', NaN entries are
         missing values and the criteria use the observed-data likelihood.
+        Not available with ``bayesian=True``.
+    bayesian : bool, default=False
+        Instead of the grid over K, fit one
+        :class:`fastem.BayesianGaussianMixture` per covariance type with
+        ``n_components=max(n_components)`` (the truncation level), a
+        Dirichlet-process prior on the weights, ``n_init``, ``random_state``,
+        ``max_iter``, ``reg_covar`` and ``n_jobs`` as given, ``tol`` per row
+        as for the grid (the fit's bound is a sum over the rows, so its tol
+        is ``tol x n_rows``) and ``init_params='kmeans'`` for 'auto'.  Its
+        components with weight above ``weight_threshold`` are its effective
+        components.  Each type's row scores the fit's point estimate
+        (``weights_``, ``means_``, ``covariances_``) restricted to them, with
+        renormalised weights, as the grid scores a GaussianMixture with those
+        parameters, and the rows are ranked by ``criterion``.  Not by the
+        variational lower bound: scikit-learn's bound leaves out constants
+        that depend on the covariance type, so the bounds of different types
+        cannot be compared (the table reports each, see SelectionResult).
+        ``best_estimator_`` is the winning BayesianGaussianMixture.
+    bayesian_params : dict or None, default=None
+        Prior options of the variational fits (``bayesian=True`` only):
+        ``weight_concentration_prior_type`` (default 'dirichlet_process'),
+        ``weight_concentration_prior``, ``mean_precision_prior``,
+        ``mean_prior``, ``degrees_of_freedom_prior``, ``covariance_prior``,
+        as in :class:`fastem.BayesianGaussianMixture`.
+    weight_threshold : float in [0, 1), default=1e-3
+        With ``bayesian=True``, a component is effective when its weight
+        exceeds this (:func:`effective_components`).
 
     Returns
     -------
@@ -297,7 +358,10 @@ default=('full', 'diag', 'tied', 'spherical')
         If ``n_components`` is empty or holds a value < 1 or larger than the
         number of (training) rows, a covariance type, the criterion or
         ``init_params`` is unknown, ``n_init`` < 1, ``validation_fraction``
-        is not in (0, 1), or a streamed source is a one-shot iterator.
+        is not in (0, 1), or a streamed source is a one-shot iterator; with
+        ``bayesian=True``, if ``bayesian_params`` holds an unknown or invalid
+        option, ``weight_threshold`` is not in [0, 1) or ``missing`` is
+        'marginalize'; ``bayesian_params`` without ``bayesian=True``.
     TypeError
         If ``n_components`` is not an int or an iterable of ints.
 
@@ -351,8 +415,15 @@ default=('full', 'diag', 'tied', 'spherical')
 
     ks = check_grid_n_components(n_components)
     cts = check_covariance_types(covariance_types)
+    if criterion == "lower_bound":
+        raise ValueError(
+            "criterion='lower_bound' is not offered: the variational lower bounds of "
+            "different covariance types leave out different constants, so they cannot "
+            f"rank them; use bayesian=True with one of {CRITERIA}")
     if criterion not in CRITERIA:
         raise ValueError(f"Unknown criterion {criterion!r}; choose from {CRITERIA}")
+    prior = _bayes_search.check_options(bayesian, bayesian_params, weight_threshold,
+                                        missing)
     if init_params != "auto" and init_params not in INIT_PARAMS:
         raise ValueError(f"Unknown init_params {init_params!r}; choose from "
                          f"{('auto',) + INIT_PARAMS}")
@@ -404,7 +475,13 @@ default=('full', 'diag', 'tied', 'spherical')
     seed = rng.randint(np.iinfo(np.int32).max)
     grid = [(k, ct) for ct in cts for k in ks]
     passes = None
-    if init_params == "auto":
+    if bayesian:
+        fits = _bayes_search.fit_types(fit_X, max(ks), cts, seed, options, prior,
+                                       init_params)
+        models = [_bayes_search.point_estimate(m, weight_threshold) for m in fits]
+        grid = [(max(ks), ct) for ct in cts]
+        data = models[0]._as_data(fit_X)
+    elif init_params == "auto":
         models, passes, data = _search_grid(fit_X, ks, cts, grid, seed, options)
     else:
         models = [GaussianMixture(k, covariance_type=ct, random_state=seed,
@@ -419,36 +496,14 @@ default=('full', 'diag', 'tied', 'spherical')
                 for m in models:
                     m.fit(fit_X)
         data = models[0]._as_data(fit_X)
-    scores = _score(models, data, fit_X)
-
-    rows, estimators = [], {}
-    column_variance = None
-    for (k, ct), model, crit in zip(grid, models, scores):
-        estimators[(k, ct)] = model
-        fitted = crit is not None
-        if fitted and column_variance is None:
-            column_variance = _search.column_variance(data)
-        rows_k, ratio, degenerate = (_search.degeneracy(model._params(), crit["n"],
-                                                        column_variance)
-                                     if fitted else (np.nan, np.nan, False))
-        icl = np.nan
-        if fitted and criterion == "icl":
-            icl = crit["bic"] + 2.0 * _entropy(model, data)
-        heldout = model.score(val_X) if fitted and val_X is not None else np.nan
-        rows.append({
-            "n_components": k, "covariance_type": ct,
-            "bic": crit["bic"] if fitted else np.nan,
-            "icl": icl, "aic": crit["aic"] if fitted else np.nan,
-            "heldout": heldout,
-            "log_likelihood": crit["total"] / crit["n"] if fitted else np.nan,
-            "total_log_likelihood": crit["total"] if fitted else np.nan,
-            "n_parameters": crit["n_parameters"] if fitted else _n_parameters(k, ct, data),
-            "min_component_rows": rows_k, "min_variance_ratio": ratio,
-            "degenerate": degenerate,
-            "converged": bool(getattr(model, "converged_", False)),
-            "n_iter": int(getattr(model, "n_iter_", 0)),
-        })
-
+    rows = _search.candidate_rows(grid, models, data, fit_X, criterion, val_X)
+    estimators = dict(zip(grid, models))
+    if bayesian:
+        for row, fit in zip(rows, fits):
+            n_eff, weights = effective_components(fit, weight_threshold)
+            row.update(effective_n_components=n_eff, lower_bound=fit.lower_bound_,
+                       weights=weights)
+        point_estimates, estimators = estimators, dict(zip(grid, fits))
     ranking = _rank(rows, criterion, skip_degenerate)
     if not ranking:
         raise ValueError(f"No candidate has a finite {criterion}; check the data")
@@ -458,15 +513,17 @@ default=('full', 'diag', 'tied', 'spherical')
               "covariance_type": best_row["covariance_type"]}
     best_model = estimators[(params["n_components"], params["covariance_type"])]
     if criterion == "heldout":
-        best_model = _refit(X, best_model, options)
+        best_model = (_bayes_search.refit(X, best_model, tol) if bayesian
+                      else _refit(X, best_model, options))
     if not best_model.converged_ and max_iter > 0:
         warnings.warn(
             f"The best candidate (n_components={params['n_components']}, "
             f"covariance_type={params['covariance_type']!r}) did not converge in "
             f"max_iter={max_iter} iterations; increase max_iter or tol.",
             ConvergenceWarning, stacklevel=2)
-    return SelectionResult(_make_table(rows), criterion, best, params, best_model,
-                           estimators, ranking, passes)
+    return SelectionResult(_make_table(rows, bayesian), criterion, best, params, best_model,
+                           estimators, ranking, passes,
+                           point_estimates if bayesian else None)
 
 
 # ---------------------------------------------------------------------------
@@ -502,47 +559,6 @@ def _search_grid(X, ks, cts, grid, seed, options):
     return models, passes, data
 
 
-def _score(models, data, X):
-    """The criteria of every fitted candidate: one pass shared by all of them
-    (each total equals the model's own ``bic``'s); None for unfitted ones."""
-    fitted = [m for m in models if hasattr(m, "means_")]
-    try:
-        with _threads.thread_limits(models[0].n_jobs):
-            stats = data.e_pass_many([m._params() for m in fitted])
-    except _estep.ZeroDensityError:
-        crits = [m._criteria(X) for m in fitted]
-    else:
-        crits = []
-        for m, st in zip(fitted, stats):
-            p = m._n_parameters()
-            total, n = st.loglik, st.n_rows
-            crits.append({"bic": -2 * total + p * np.log(n), "aic": -2 * total + 2 * p,
-                          "total": total, "n": n, "n_parameters": p})
-    by_id = {id(m): c for m, c in zip(fitted, crits)}
-    return [by_id.get(id(m)) for m in models]
-
-
-def _entropy(model, data):
-    """``-sum_i sum_k z_ik log z_ik`` of the model's responsibilities on the
-    rows, in bounded chunks (one pass)."""
-    def chunk_entropy(wlp):
-        norm = np.logaddexp.reduce(wlp, axis=1)
-        logz = wlp - norm[:, None]
-        z = np.exp(logz)
-        with np.errstate(invalid="ignore"):
-            terms = np.where(z > 0, z * logz, 0.0)
-        return np.atleast_1d(-terms.sum())
-
-    return float(np.sum(model._collect(data, chunk_entropy)))
-
-
-def _n_parameters(k, ct, data):
-    d = data.n_features
-    cov = {"full": k * d * (d + 1) / 2, "diag": k * d, "tied": d * (d + 1) / 2,
-           "spherical": k}[ct]
-    return int(cov + k * d + k - 1)
-
-
 def _rank(rows, criterion, skip_degenerate):
     """Positions of the rankable rows, best first (ties: grid order)."""
     finite = [i for i, r in enumerate(rows) if np.isfinite(r[criterion])]
@@ -569,4 +585,9 @@ def _rows_of(table):
     """The table's rows as dicts (DataFrame or structured array)."""
     if hasattr(table, "to_dict"):
         return table.to_dict("records")
-    return [{name: row[name].item() for name in table.dtype.names} for row in table]
+    return [{name: _scalar(row[name]) for name in table.dtype.names} for row in table]
+
+
+def _scalar(value):
+    """A NumPy scalar as a Python one; the weights of a bayesian row stay an array."""
+    return value.item() if isinstance(value, np.generic) else value

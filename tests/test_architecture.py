@@ -27,8 +27,8 @@ LAYERS = [
     ["_data", "_dask"],                          # the data interface
     ["_init", "_em"],                            # the EM driver and initialisation
     ["mixture", "online", "bayesian", "bayesian_online"],  # the estimators
-    ["_compile", "_search", "selection", "anomaly", "plot", "persist", "cli", "bench",
-     "__init__"],                                # the edges
+    ["_compile", "_search", "_bayes_search", "selection", "anomaly", "plot", "persist", "cli", "bench",
+     "__init__", "__main__"],                                # the edges
 ]
 RANK = {name: i for i, names in enumerate(LAYERS) for name in names}
 

@@ -8,8 +8,8 @@ import numpy as np
 from ._args import CLIError
 from ._data import (_check_outputs, _import_optional, _load_model, _model_and_source,
                     _model_features, _model_names, _old_faithful, _open_source, _write_npy)
-from ._output import (PLOT_MAX_POINTS, _plot_model, _require_matplotlib,
-                      format_components)
+from ._output import (EFFECTIVE_WEIGHT, PLOT_MAX_POINTS, _plot_model,
+                      _require_matplotlib, format_components)
 
 
 def _make_estimator(args):
@@ -54,10 +54,13 @@ def _print_scores(model, total, n):
     """The log-likelihood and criteria, or for a variational mixture its score,
     lower bound and effective number of components."""
     if hasattr(model, "effective_n_components"):
+        from ..selection import effective_components
+
+        n_effective, _ = effective_components(model, EFFECTIVE_WEIGHT)
         print(f"score (variational, mean per sample): {total / n:.6g}")
         print(f"lower bound: {model.lower_bound_:.6g}")
-        print(f"effective components: {model.effective_n_components()} of "
-              f"{model.n_components} (weights > 1e-3)")
+        print(f"effective components: {n_effective} of {model.n_components} "
+              f"(weights > {EFFECTIVE_WEIGHT:g})")
         return
     p = model._n_parameters()
     bic = -2.0 * total + p * np.log(n)

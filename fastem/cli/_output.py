@@ -9,6 +9,8 @@ from ._args import CLIError
 
 #: Most rows drawn in a --plot picture.
 PLOT_MAX_POINTS = 20_000
+#: A variational mixture's component counts as effective above this weight.
+EFFECTIVE_WEIGHT = 1e-3
 _MATPLOTLIB_HINT = "pip install 'fastem[plot]'"
 
 
@@ -25,14 +27,17 @@ def _stds(model):
     return np.broadcast_to(np.sqrt(c)[:, None], (K, d))
 
 
-def format_components(model, feature_names):
-    """A readable table: component, weight, means and standard deviations."""
+def format_components(model, feature_names, min_weight=None):
+    """A readable table: component, weight, means and standard deviations
+    (only the components whose weight exceeds ``min_weight`` when given)."""
     K, d = model.means_.shape
     names = list(feature_names) if feature_names is not None else [f"x{i}" for i in range(d)]
     header = ["component", "weight"] + [f"mean[{n}]" for n in names] + [
         f"std[{n}]" for n in names]
     stds = _stds(model)
     order = np.argsort(-model.weights_, kind="stable")
+    if min_weight is not None:
+        order = [k for k in order if model.weights_[k] > min_weight]
     rows = []
     for k in order:
         rows.append([str(k), f"{model.weights_[k]:.4f}"]

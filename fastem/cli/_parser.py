@@ -60,9 +60,14 @@ EPILOG_SELECT = """examples:
   fastem select -k 1:10 --types full,diag --criterion bic
   fastem select data.npy -k 2,4,8 --criterion heldout --out best.npz
   fastem select --columns eruptions -k 1:5 --plot selection.png
+  fastem select --bayesian -k 10               one variational fit per type, K <= 10
 
 -k takes a range A:B (both ends included), a comma-separated list or one
-number.
+number. With --bayesian, one BayesianGaussianMixture (Dirichlet-process prior)
+is fitted per covariance type with the largest K as its truncation level; the
+table gives each type's effective number of components (weights above
+--weight-threshold) and the criterion of its fit restricted to them, and the
+pick is the best of those by the criterion.
 """
 
 EPILOG_COMPILE = """examples:
@@ -206,6 +211,12 @@ def build_parser():
                         "K-1 fit, the default) or a GaussianMixture init_params")
     p.add_argument("--keep-degenerate", action="store_true",
                    help="rank candidates flagged degenerate too (default: skip them)")
+    p.add_argument("--bayesian", action="store_true",
+                   help="one variational fit per covariance type with the largest K as "
+                        "truncation level; report its effective number of components")
+    p.add_argument("--weight-threshold", type=float, default=1e-3, metavar="W",
+                   help="with --bayesian, a component is effective when its weight "
+                        "exceeds W (default: 1e-3)")
     _add_data_options(p)
     p.add_argument("--random-state", type=int, default=0)
     p.add_argument("--out", metavar="MODEL.npz", default=None,

@@ -32,11 +32,18 @@ _NOT_PRINTED = ("log_likelihood", "min_component_rows", "min_variance_ratio")
 
 
 def _selection_columns(cols, rows, criterion):
-    """The table columns to print: K, type, the criterion, then the others."""
-    first = [c for c in ("n_components", "covariance_type", criterion) if c in cols]
+    """The table columns to print: K, type, the criterion, then the others
+    (for a bayesian=True table: type, effective K, the criterion, ...; the
+    truncation level is in the heading)."""
+    lead = ("n_components", "covariance_type", criterion)
+    hidden = _NOT_PRINTED
+    if "effective_n_components" in cols:
+        lead = ("covariance_type", "effective_n_components", criterion)
+        hidden = _NOT_PRINTED + ("n_components",)
+    first = [c for c in lead if c in cols]
     rest = []
     for i, c in enumerate(cols):
-        if c in first or c in _NOT_PRINTED:
+        if c in first or c in hidden:
             continue
         values = [r[i] for r in rows]
         floats = [v for v in values if isinstance(v, (float, np.floating))]
@@ -47,6 +54,8 @@ def _selection_columns(cols, rows, criterion):
 
 
 def _cell(v):
+    if isinstance(v, np.ndarray):  # the weights of a bayesian=True row
+        return ",".join(f"{float(w):.3f}" for w in v)
     if isinstance(v, (float, np.floating)):
         return f"{float(v):.2f}"
     if isinstance(v, bytes):
@@ -64,12 +73,16 @@ def cmd_select(args):
     ks = args.n_components
     if n < max(ks):
         raise CLIError(f"-k up to {max(ks)} needs at least {max(ks)} rows; {name} has {n}")
+    bayesian = {}
+    if args.bayesian:
+        bayesian = dict(bayesian=True, weight_threshold=args.weight_threshold)
     with warnings.catch_warnings(record=True):
         warnings.simplefilter("always")
         result = selection.select_model(
             X, n_components=ks, covariance_types=args.types, criterion=args.criterion,
             random_state=args.random_state, n_init=args.n_init,
-            init_params=args.init_params, skip_degenerate=not args.keep_degenerate)
+            init_params=args.init_params, skip_degenerate=not args.keep_degenerate,
+            **bayesian)
     cols, rows = _table_rows(result.table)
     shown = _selection_columns(cols, rows, args.criterion)
     best = dict(getattr(result, "best_params_", {}) or {})
@@ -85,8 +98,9 @@ def cmd_select(args):
     rows = [tuple(r[cols.index(c)] for c in shown) for r in rows]
     cols = shown
     body = [[_cell(v) for v in r] + [m] for r, m in zip(rows, marks)]
-    print(f"model selection by {args.criterion}: {name}: {n} rows x {d} features "
-          f"({', '.join(names)})")
+    how = (f"variational fits with truncation K = {max(ks)}, ranked by {args.criterion}"
+           if args.bayesian else f"model selection by {args.criterion}")
+    print(f"{how}: {name}: {n} rows x {d} features ({', '.join(names)})")
     print()
     print(_format_table(cols + ["best"], body))
     print()
@@ -96,8 +110,12 @@ def cmd_select(args):
     print("best: " + ", ".join(f"{k}={v!r}" if isinstance(v, str) else f"{k}={v}"
                                for k, v in best.items()))
     est = result.best_estimator_
+    if args.bayesian:
+        n_eff = rows[best_index][cols.index("effective_n_components")]
+        print(f"effective components of the best: {n_eff} of {est.n_components} "
+              f"(weights > {args.weight_threshold:g}); below, those components")
     print()
-    print(format_components(est, names))
+    print(format_components(est, names, args.weight_threshold if args.bayesian else None))
     if args.out is not None or args.plot is not None:
         print()
     if args.out is not None:

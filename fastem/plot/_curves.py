@@ -97,7 +97,11 @@ def plot_selection(result_or_table, ax=None, criterion=None):
     AIC, highest held-out log-likelihood) is marked with a star.  For a
     :class:`~fastem.selection.SelectionResult` plotted by its own criterion,
     the best and the runner-up are those of its ranking (degenerate
-    candidates left out), the runner-up marked with a diamond. Rows that repeat
+    candidates left out), the runner-up marked with a diamond.  A table of
+    ``select_model(..., bayesian=True)`` (with an ``effective_n_components``
+    column) is plotted against the effective number of components: one
+    point per covariance type, the criterion of its variational fit
+    restricted to those components.  Rows that repeat
     a (covariance_type, n_components) pair, such as cross-validation folds,
     are averaged; NaN entries (failed fits) are ignored.
 
@@ -169,19 +173,21 @@ ndarray, list of dicts or DataFrame
             f"found {sorted(columns)}"
         )
 
-    n_components = np.asarray(columns["n_components"]).ravel()
+    x_name = ("effective_n_components" if "effective_n_components" in columns
+              else "n_components")
+    n_components = np.asarray(columns[x_name]).ravel()
     cov_types = np.asarray(columns["covariance_type"]).ravel()
     scores = np.asarray(columns[criterion], dtype=np.float64).ravel()
     if not n_components.size == cov_types.size == scores.size:
         raise ValueError(
-            f"Columns differ in length: n_components has {n_components.size}, "
+            f"Columns differ in length: {x_name} has {n_components.size}, "
             f"covariance_type {cov_types.size}, {criterion} {scores.size} rows"
         )
     try:
         n_components = n_components.astype(np.int64)
     except (TypeError, ValueError) as err:
         raise ValueError(
-            f"n_components must hold integers, got {n_components[:5]!r}"
+            f"{x_name} must hold integers, got {n_components[:5]!r}"
         ) from err
     if not np.isfinite(scores).any():
         raise ValueError(f"The {criterion} column has no finite value to plot")
@@ -225,21 +231,22 @@ ndarray, list of dicts or DataFrame
         picks = [(scores[i], cov_names[i], int(n_components[i])) for i in ranking[:2]]
     else:
         picks = [best[:3]]
+    what = "effective components" if x_name != "n_components" else "components"
     score, cov_type, n_best = picks[0]
     ax.scatter(
         [n_best], [score], marker="*", s=300, color=colours[cov_type],
         edgecolors="black", linewidths=1.0, zorder=3,
-        label=f"best: {cov_type}, {n_best} components",
+        label=f"best: {cov_type}, {n_best} {what}",
     )
     if len(picks) > 1:
         score, cov_type, n_second = picks[1]
         ax.scatter(
             [n_second], [score], marker="D", s=90, color=colours[cov_type],
             edgecolors="black", linewidths=1.0, zorder=3,
-            label=f"runner-up: {cov_type}, {n_second} components",
+            label=f"runner-up: {cov_type}, {n_second} {what}",
         )
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_xlabel("n_components")
+    ax.set_xlabel(x_name.replace("_", " ") if x_name != "n_components" else x_name)
     ax.set_ylabel(label)
     ax.legend(title="covariance_type")
     return ax
