@@ -63,7 +63,7 @@ def check_prior_options(options):
     return options
 
 
-def check_options(bayesian, bayesian_params, threshold, missing):
+def check_options(bayesian, bayesian_params, threshold):
     """select_model's options of ``bayesian=True`` checked; its prior options
     (a dict, empty without ``bayesian``)."""
     if not bayesian:
@@ -72,10 +72,6 @@ def check_options(bayesian, bayesian_params, threshold, missing):
                              "pass bayesian=True too")
         return {}
     check_threshold(threshold, "weight_threshold")
-    if missing != "error":
-        raise ValueError(f"bayesian=True supports missing='error' only, got "
-                         f"missing={missing!r}: BayesianGaussianMixture has no "
-                         "missing-value E-step; use the grid (bayesian=False)")
     return check_prior_options(bayesian_params)
 
 
@@ -141,6 +137,7 @@ def point_estimate(model, threshold=1e-3):
         model.covariances_[kept] if per_component else model.covariances_,
         model.precisions_cholesky_[kept] if per_component else model.precisions_cholesky_)
     gm = GaussianMixture(int(kept.sum()), covariance_type=ct, reg_covar=model.reg_covar,
+                         missing=getattr(model, "missing", "error"),
                          random_state=model.random_state, n_jobs=model.n_jobs,
                          chunk_size=getattr(model, "chunk_size", None))
     gm._set_params_from(params)
@@ -169,7 +166,7 @@ def fit_types(X, truncation, covariance_types, random_state, options, prior_opti
     """One fitted BayesianGaussianMixture per covariance type.
 
     ``options`` holds select_model's ``n_init``, ``n_jobs``, ``max_iter``,
-    ``tol`` and ``reg_covar``; its ``tol`` is per row, as for the grid, and
+    ``tol``, ``reg_covar`` and ``missing``; its ``tol`` is per row, as for the grid, and
     becomes ``tol x n_rows`` because the variational bound is a sum over the
     rows.  ``init_params='auto'`` is the estimator's own default, 'kmeans'.
     Convergence warnings are left to the caller (see select_model).
@@ -182,7 +179,7 @@ def fit_types(X, truncation, covariance_types, random_state, options, prior_opti
             init_params="kmeans" if init_params == "auto" else init_params,
             n_init=options["n_init"], n_jobs=options["n_jobs"],
             max_iter=options["max_iter"], tol=options["tol"] * n,
-            reg_covar=options["reg_covar"], **prior_options)
+            reg_covar=options["reg_covar"], missing=options["missing"], **prior_options)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", ConvergenceWarning)
             models.append(model.fit(X))

@@ -360,8 +360,8 @@ default=('full', 'diag', 'tied', 'spherical')
         ``init_params`` is unknown, ``n_init`` < 1, ``validation_fraction``
         is not in (0, 1), or a streamed source is a one-shot iterator; with
         ``bayesian=True``, if ``bayesian_params`` holds an unknown or invalid
-        option, ``weight_threshold`` is not in [0, 1) or ``missing`` is
-        'marginalize'; ``bayesian_params`` without ``bayesian=True``.
+        option or ``weight_threshold`` is not in [0, 1); ``bayesian_params``
+        without ``bayesian=True``.
     TypeError
         If ``n_components`` is not an int or an iterable of ints.
 
@@ -422,8 +422,7 @@ default=('full', 'diag', 'tied', 'spherical')
             f"rank them; use bayesian=True with one of {CRITERIA}")
     if criterion not in CRITERIA:
         raise ValueError(f"Unknown criterion {criterion!r}; choose from {CRITERIA}")
-    prior = _bayes_search.check_options(bayesian, bayesian_params, weight_threshold,
-                                        missing)
+    prior = _bayes_search.check_options(bayesian, bayesian_params, weight_threshold)
     if init_params != "auto" and init_params not in INIT_PARAMS:
         raise ValueError(f"Unknown init_params {init_params!r}; choose from "
                          f"{('auto',) + INIT_PARAMS}")

@@ -194,8 +194,7 @@ def test_structured_array_without_pandas(monkeypatch):
     (dict(weight_threshold=1.0), ValueError,
      r"weight_threshold must be a float in \[0, 1\), got 1.0"),
     (dict(weight_threshold=-0.1), ValueError, r"weight_threshold must be a float"),
-    (dict(missing="marginalize"), ValueError,
-     r"bayesian=True supports missing='error' only, got missing='marginalize'"),
+    (dict(missing="impute"), ValueError, r"missing"),
 ])
 def test_bad_arguments(kwargs, error, match):
     with pytest.raises(error, match=match):
@@ -285,3 +284,25 @@ def test_plot(result):
     labels = ax.get_legend_handles_labels()[1]
     best = rows(result.table)[result.best_index_]
     assert f"best: {best['covariance_type']}, 3 effective components" in labels
+
+
+def test_missing_values_marginalized(blobs):
+    """With 15% of the entries missing at random, the variational fits
+    marginalise them (missing='marginalize' reaches both the fits and the
+    scoring of their point estimates) and still find the three components."""
+    X = blobs.copy()
+    rng = np.random.RandomState(3)
+    mask = rng.rand(*X.shape) < 0.15
+    mask[mask.all(axis=1), 0] = False  # keep one entry per row
+    X[mask] = np.nan
+    res = select_model(X, n_components=range(1, 11), covariance_types=("full",),
+                       bayesian=True, random_state=0, missing="marginalize")
+    est = res.best_estimator_
+    assert est.missing == "marginalize" and est.effective_n_components() == 3
+    (row,) = rows(res.table)
+    point = res.point_estimates_[(10, "full")]
+    assert point.missing == "marginalize"
+    # the table's log-likelihood is the observed-data one of the point estimate
+    assert np.isfinite(row["total_log_likelihood"])
+    np.testing.assert_allclose(row["total_log_likelihood"], point.score(X) * X.shape[0],
+                               rtol=1e-10)
