@@ -29,7 +29,7 @@ import numpy as np
 from numba import njit, prange, types
 
 from ._machinery import CACHE, FASTMATH, HELPER_CACHE, _arr, kernel
-from ._moments import _moments_full
+from ._moments import _moments_full, _zero_task
 
 _f8 = types.float64
 _i8 = types.int64
@@ -256,11 +256,11 @@ def pass_missing(X, w, means, P, lam, log_norm, ref, ref2, tied, block, task_row
     ntasks = (n + task_rows - 1) // task_rows
     S = out_s2.shape[0]
     npack = d * (d + 1) // 2
-    p_nk = np.zeros((ntasks, K))
-    p_s1 = np.zeros((ntasks, K, d))
-    p_s2 = np.zeros((ntasks, S, d, d))
-    p_ll = np.zeros(ntasks)
-    p_bad = np.zeros(ntasks, dtype=np.int64)
+    p_nk = np.empty((ntasks, K))
+    p_s1 = np.empty((ntasks, K, d))
+    p_s2 = np.empty((ntasks, S, d, d))
+    p_ll = np.empty(ntasks)
+    p_bad = np.empty(ntasks, dtype=np.int64)
     half_log_2pi = 0.5 * LOG_2PI
     for t in prange(ntasks):
         x0 = np.empty((d, block))
@@ -282,7 +282,11 @@ def pass_missing(X, w, means, P, lam, log_norm, ref, ref2, tied, block, task_row
         LD = np.empty((K, block))
         src = np.empty(block, dtype=np.int64)
         sq = np.empty(block)
-        tied_s1 = np.zeros(d)
+        tied_s1 = np.zeros((1, d))
+        ref2_row = ref2.reshape((1, d))
+        s1_t = p_s1[t]
+        s2_t = p_s2[t]
+        _zero_task(p_nk[t], s1_t, s2_t)
         lo = t * task_rows
         hi = min(n, lo + task_rows)
         ll = 0.0
@@ -360,9 +364,9 @@ def pass_missing(X, w, means, P, lam, log_norm, ref, ref2, tied, block, task_row
                         for r in range(nb):
                             a1 += lp[k, r] * (x0[i, r] - m)
                         p_s1[t, k, i] += a1
-                    _moments_full(x0, nb, ref2, sq, diff, tied_s1, p_s2[t, 0], 0.0)
+                    _moments_full(x0, nb, ref2_row, 0, sq, diff, tied_s1, s2_t, 0, 0.0)
                 else:
-                    _moments_full(x0, nb, ref[k], sq, diff, p_s1[t, k], p_s2[t, k], 0.0)
+                    _moments_full(x0, nb, ref, k, sq, diff, s1_t, s2_t, k, 0.0)
                     # one conditional covariance per run of rows sharing a
                     # missing pattern, times the run's responsibilities
                     g = 0.0

@@ -11,8 +11,8 @@ from ._classes import _tag_class
 from ._machinery import FASTMATH, HELPER_CACHE
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
-def _gram_tiles(u, ua, ub, v, i, nb, s2, zero):
-    """s2[i, j] += sum_r u[ua, r] v[j, r] and, if i + 1 < d, s2[i + 1, j] +=
+def _gram_tiles(u, ua, ub, v, i, nb, s2, k, zero):
+    """s2[k, i, j] += sum_r u[ua, r] v[j, r] and, if i + 1 < d, s2[k, i + 1, j] +=
     sum_r u[ub, r] v[j, r], for j >= i (d = v.shape[0]).
 
     Register tiles of 2 rows x 4 columns: six loads feed eight multiply-adds.
@@ -48,10 +48,10 @@ def _gram_tiles(u, ua, ub, v, i, nb, s2, zero):
                 c11 += u1 * v1
                 c12 += u1 * v2
                 c13 += u1 * v3
-            s2[i + 1, j] += c10
-            s2[i + 1, j + 1] += c11
-            s2[i + 1, j + 2] += c12
-            s2[i + 1, j + 3] += c13
+            s2[k, i + 1, j] += c10
+            s2[k, i + 1, j + 1] += c11
+            s2[k, i + 1, j + 2] += c12
+            s2[k, i + 1, j + 3] += c13
         else:
             for r in range(nb):
                 u0 = u[ua, r]
@@ -59,10 +59,10 @@ def _gram_tiles(u, ua, ub, v, i, nb, s2, zero):
                 c01 += u0 * v[j + 1, r]
                 c02 += u0 * v[j + 2, r]
                 c03 += u0 * v[j + 3, r]
-        s2[i, j] += c00
-        s2[i, j + 1] += c01
-        s2[i, j + 2] += c02
-        s2[i, j + 3] += c03
+        s2[k, i, j] += c00
+        s2[k, i, j + 1] += c01
+        s2[k, i, j + 2] += c02
+        s2[k, i, j + 3] += c03
         j += 4
     while j < d:
         c00 = zero
@@ -71,18 +71,20 @@ def _gram_tiles(u, ua, ub, v, i, nb, s2, zero):
             vj = v[j, r]
             c00 += u[ua, r] * vj
             c10 += u[ub, r] * vj
-        s2[i, j] += c00
+        s2[k, i, j] += c00
         if two:
-            s2[i + 1, j] += c10
+            s2[k, i + 1, j] += c10
         j += 1
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
-def _moments_full(xt, nb, centre, sq, z, s1, s2, zero):
-    """With g = sq[:nb] the square roots of the row weights (responsibilities):
-    s1[i] += sum_r g^2 (x_i - c_i); s2[i, j] += sum_r g^2 (x_i - c_i)(x_j - c_j)
-    for j >= i (entries just below the diagonal may also be written; only the
-    upper triangle is used).
+def _moments_full(xt, nb, centre, kc, sq, z, s1, s2, k, zero):
+    """With g = sq[:nb] the square roots of the row weights (responsibilities)
+    and c = centre[kc]: s1[k, i] += sum_r g^2 (x_i - c_i); s2[k, i, j] +=
+    sum_r g^2 (x_i - c_i)(x_j - c_j) for j >= i (entries just below the
+    diagonal may also be written; only the upper triangle is used).  Rows of
+    centre, s1, s2 are picked by index, not sliced (_TASK_VIEWS in
+    :mod:`._passes`).
 
     The scaled rows z = (x - c) g are formed once (z is (d, block) scratch),
     so that s2 = z z^T reads one array for both factors of the tiles
@@ -93,22 +95,22 @@ def _moments_full(xt, nb, centre, sq, z, s1, s2, zero):
     """
     d = z.shape[0]
     for i in range(d):
-        m = centre[i]
+        m = centre[kc, i]
         a = zero
         for r in range(nb):
             g = sq[r]
             t = (xt[i, r] - m) * g
             z[i, r] = t
             a += g * t
-        s1[i] += a
+        s1[k, i] += a
     for i in range(0, d, 2):
-        _gram_tiles(z, i, min(i + 1, d - 1), z, i, nb, s2, zero)
+        _gram_tiles(z, i, min(i + 1, d - 1), z, i, nb, s2, k, zero)
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
-def _moments_weighted(resp, nb, diff, wd, s1, s2, zero):
-    """s1[i] += sum_r resp[r] diff[i, r]; s2[i, j] += sum_r resp[r] diff[i, r] diff[j, r]
-    for j >= i (entries just below the diagonal may also be written; only the
+def _moments_weighted(resp, nb, diff, wd, s1, s2, k, zero):
+    """s1[k, i] += sum_r resp[r] diff[i, r]; s2[k, i, j] += sum_r resp[r] diff[i, r]
+    diff[j, r] for j >= i (entries just below the diagonal may also be written; only the
     upper triangle is used).
 
     Used for few features (d < SCALED_MIN_D), where the square roots of
@@ -128,57 +130,54 @@ def _moments_weighted(resp, nb, diff, wd, s1, s2, zero):
                 wd[1, r] = t1
                 a0 += t0
                 a1 += t1
-            s1[i] += a0
-            s1[i + 1] += a1
+            s1[k, i] += a0
+            s1[k, i + 1] += a1
         else:
             for r in range(nb):
                 t0 = resp[r] * diff[i, r]
                 wd[0, r] = t0
                 a0 += t0
-            s1[i] += a0
-        _gram_tiles(wd, 0, 1, diff, i, nb, s2, zero)
+            s1[k, i] += a0
+        _gram_tiles(wd, 0, 1, diff, i, nb, s2, k, zero)
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
-def _moments_small(xt, nb, centre, g, s1, s2, zero):
-    """_moments_weighted for one or two features: one sweep over the points
-    with every sum in a register.  g[:nb] are the responsibilities."""
+def _component_small(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
+    """Moments of component k for one or two features: one sweep over the
+    points with every sum in a register (resp[k, :nb] the responsibilities,
+    around ref[k]).  The arrays are indexed with k, not sliced: a slice is a
+    view whose reference count is updated atomically, on arrays (the means)
+    that all threads share, once per block and component."""
     d = xt.shape[0]
-    m0 = centre[0]
+    m0 = ref[k, 0]
     a0 = zero
     b00 = zero
     if d == 2:
-        m1 = centre[1]
+        m1 = ref[k, 1]
         a1 = zero
         b01 = zero
         b11 = zero
         for r in range(nb):
             t0 = xt[0, r] - m0
             t1 = xt[1, r] - m1
-            u0 = g[r] * t0
-            u1 = g[r] * t1
+            u0 = resp[k, r] * t0
+            u1 = resp[k, r] * t1
             a0 += u0
             a1 += u1
             b00 += u0 * t0
             b01 += u0 * t1
             b11 += u1 * t1
-        s1[1] += a1
-        s2[0, 1] += b01
-        s2[1, 1] += b11
+        s1[k, 1] += a1
+        s2[k, 0, 1] += b01
+        s2[k, 1, 1] += b11
     else:
         for r in range(nb):
             t0 = xt[0, r] - m0
-            u0 = g[r] * t0
+            u0 = resp[k, r] * t0
             a0 += u0
             b00 += u0 * t0
-    s1[0] += a0
-    s2[0, 0] += b00
-
-
-@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
-def _component_small(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
-    """Moments of component k, one or two features (:func:`_moments_small`)."""
-    _moments_small(xt, nb, ref[k], resp[k], s1[k], s2[k], zero)
+    s1[k, 0] += a0
+    s2[k, 0, 0] += b00
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
@@ -192,7 +191,7 @@ def _component_weighted(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
             diff[i, r] = xt[i, r] - m
     for r in range(nb):
         rf[r] = resp[k, r]
-    _moments_weighted(rf, nb, diff, wd, s1[k], s2[k], zero)
+    _moments_weighted(rf, nb, diff, wd, s1, s2, k, zero)
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
@@ -201,7 +200,7 @@ def _component_scaled(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
     roots of the responsibilities (:func:`_moments_full`)."""
     for r in range(nb):
         rf[r] = np.sqrt(resp[k, r])
-    _moments_full(xt, nb, ref[k], rf, diff, s1[k], s2[k], zero)
+    _moments_full(xt, nb, ref, k, rf, diff, s1, s2, k, zero)
 
 
 def _accumulate_full(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s2):
@@ -241,7 +240,7 @@ def _accumulate_full_typed(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s
 def _accumulate_tied(xt, nb, resp, wrow, ref, ref2, diff, rf, zero, tied_s1, nk, s1, s2):
     """Add one block's statistics for the tied type: nk[k] and s1[k] (around
     ref[k]) per component, and to s2[0] the weighted total scatter around
-    ref2 (upper triangle), from the row weights wrow[:nb]; tied_s1 (d,)
+    ref2[0] (upper triangle), from the row weights wrow[:nb]; tied_s1 (1, d)
     receives the matching first moment around ref2 (unused by the M-step).
     Scratch as in :func:`_accumulate_full`."""
     K, d = ref.shape
@@ -262,7 +261,7 @@ def _accumulate_tied(xt, nb, resp, wrow, ref, ref2, diff, rf, zero, tied_s1, nk,
             s1[k, i] += a
     for r in range(nb):
         rf[r] = np.sqrt(wrow[r])
-    _moments_full(xt, nb, ref2, rf, diff, tied_s1, s2[0], zero)
+    _moments_full(xt, nb, ref2, 0, rf, diff, tied_s1, s2, 0, zero)
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
@@ -315,6 +314,27 @@ def _accumulate_diag(xt, nb, resp, ref, rf, zero, nk, s1, s2):
                 b0 += u0 * t0
             s1[k, i] += a0
             s2[k, i] += b0
+
+
+@njit(cache=HELPER_CACHE, error_model="numpy")
+def _zero_task(nk, s1, s2):
+    """Zero one task's partial statistics, in the task itself.
+
+    The kernels allocate the partials with np.empty: np.zeros in a
+    ``parallel=True`` kernel is a parallel region of its own, and waking
+    the threads for each of them (five per call, sixteen calls per pass over
+    a million rows) cost more than the zeroing, most of all with sleeping
+    (passive) OpenMP threads.
+    """
+    a = nk.reshape(-1)
+    for i in range(a.shape[0]):
+        a[i] = 0.0
+    a = s1.reshape(-1)
+    for i in range(a.shape[0]):
+        a[i] = 0.0
+    a = s2.reshape(-1)
+    for i in range(a.shape[0]):
+        a[i] = 0.0
 
 
 @njit(cache=HELPER_CACHE, error_model="numpy")

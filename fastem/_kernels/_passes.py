@@ -17,7 +17,8 @@ from numba import njit, prange, types
 from ._blocks import (_load_block, _logprob_block_diag, _logprob_block_full,
                       _logprob_block_tied, _normalise_block)
 from ._machinery import CACHE, FASTMATH, HELPER_CACHE, _arr, kernel
-from ._moments import _accumulate_diag, _accumulate_full, _accumulate_tied, _merge_tasks
+from ._moments import (_accumulate_diag, _accumulate_full, _accumulate_tied, _merge_tasks,
+                       _zero_task)
 
 _f8 = types.float64
 _i8 = types.int64
@@ -39,6 +40,14 @@ _i8 = types.int64
 # kernel that is not in the cache is compiled in a child process and then
 # loaded from the cache here (see _Kernel.variant): every process runs the
 # same machine code.
+#
+# _TASK_VIEWS: a slice such as p_s1[t] is a view whose reference count Numba
+# updates atomically when it is made and dropped; in a helper that is not
+# inlined nothing removes that pair, and on arrays every thread shares the
+# updates contend.  So the kernels and helpers slice once per task, not once
+# per block or component, and index with k elsewhere.  The partials are
+# np.empty, zeroed by their own task (_zero_task): np.zeros would be a
+# parallel region of its own.
 # ---------------------------------------------------------------------------
 
 
@@ -90,11 +99,11 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
     K = means.shape[0]
     has_w = w.shape[0] > 0
     ntasks = (n + task_rows - 1) // task_rows
-    p_nk = np.zeros((ntasks, K))
-    p_s1 = np.zeros((ntasks, K, d))
-    p_s2 = np.zeros((ntasks, K, d, d))
-    p_ll = np.zeros(ntasks)
-    p_bad = np.zeros(ntasks, dtype=np.int64)
+    p_nk = np.empty((ntasks, K))
+    p_s1 = np.empty((ntasks, K, d))
+    p_s2 = np.empty((ntasks, K, d, d))
+    p_ll = np.empty(ntasks)
+    p_bad = np.empty(ntasks, dtype=np.int64)
     for t in prange(ntasks):
         xt = np.empty((d, block), dtype=X.dtype)
         diff = np.empty((d, block), dtype=X.dtype)
@@ -112,6 +121,11 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
         hi = min(n, lo + task_rows)
         ll = 0.0
         nbad = 0
+        # the task's partials, sliced once per task (see _TASK_VIEWS)
+        nk_t = p_nk[t]
+        s1_t = p_s1[t]
+        s2_t = p_s2[t]
+        _zero_task(nk_t, s1_t, s2_t)
         for start in range(lo, hi, block):
             nb = min(block, hi - start)
             _load_block(X, start, nb, xt)
@@ -120,8 +134,7 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
             nbad += bb
-            _accumulate_full(xt, nb, lp, means, tag, diff, wd, rf, zero, p_nk[t],
-                             p_s1[t], p_s2[t])
+            _accumulate_full(xt, nb, lp, means, tag, diff, wd, rf, zero, nk_t, s1_t, s2_t)
         p_ll[t] = ll
         p_bad[t] = nbad
     _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
@@ -139,11 +152,11 @@ def pass_tied(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
     K = means.shape[0]
     has_w = w.shape[0] > 0
     ntasks = (n + task_rows - 1) // task_rows
-    p_nk = np.zeros((ntasks, K))
-    p_s1 = np.zeros((ntasks, K, d))
-    p_s2 = np.zeros((ntasks, 1, d, d))
-    p_ll = np.zeros(ntasks)
-    p_bad = np.zeros(ntasks, dtype=np.int64)
+    p_nk = np.empty((ntasks, K))
+    p_s1 = np.empty((ntasks, K, d))
+    p_s2 = np.empty((ntasks, 1, d, d))
+    p_ll = np.empty(ntasks)
+    p_bad = np.empty(ntasks, dtype=np.int64)
     for t in prange(ntasks):
         xt = np.empty((d, block), dtype=X.dtype)
         diff = np.empty((d, block), dtype=X.dtype)
@@ -155,20 +168,26 @@ def pass_tied(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
         ssum = np.empty(block, dtype=X.dtype)
         rf = np.empty(block, dtype=X.dtype)
         zero = np.zeros(1, dtype=X.dtype)[0]
-        tied_s1 = np.zeros(d)
+        tied_s1 = np.zeros((1, d))
         lo = t * task_rows
         hi = min(n, lo + task_rows)
         ll = 0.0
         nbad = 0
+        P0 = P[0]
+        ref2_row = ref2.reshape((1, d))
+        nk_t = p_nk[t]
+        s1_t = p_s1[t]
+        s2_t = p_s2[t]
+        _zero_task(nk_t, s1_t, s2_t)
         for start in range(lo, hi, block):
             nb = min(block, hi - start)
             _load_block(X, start, nb, xt)
-            _logprob_block_tied(xt, nb, ref2, P[0], proj, log_norm, diff, Y, maha, lp)
+            _logprob_block_tied(xt, nb, ref2, P0, proj, log_norm, diff, Y, maha, lp)
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
             nbad += bb
-            _accumulate_tied(xt, nb, lp, wrow, means, ref2, diff, rf, zero, tied_s1,
-                             p_nk[t], p_s1[t], p_s2[t])
+            _accumulate_tied(xt, nb, lp, wrow, means, ref2_row, diff, rf, zero, tied_s1,
+                             nk_t, s1_t, s2_t)
         p_ll[t] = ll
         p_bad[t] = nbad
     _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
@@ -192,11 +211,11 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
     K = means.shape[0]
     has_w = w.shape[0] > 0
     ntasks = (n + task_rows - 1) // task_rows
-    p_nk = np.zeros((ntasks, K))
-    p_s1 = np.zeros((ntasks, K, d))
-    p_s2 = np.zeros((ntasks, K, d))
-    p_ll = np.zeros(ntasks)
-    p_bad = np.zeros(ntasks, dtype=np.int64)
+    p_nk = np.empty((ntasks, K))
+    p_s1 = np.empty((ntasks, K, d))
+    p_s2 = np.empty((ntasks, K, d))
+    p_ll = np.empty(ntasks)
+    p_bad = np.empty(ntasks, dtype=np.int64)
     for t in prange(ntasks):
         xt = np.empty((d, block), dtype=X.dtype)
         diff = np.empty((d, block), dtype=X.dtype)
@@ -211,6 +230,10 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
         hi = min(n, lo + task_rows)
         ll = 0.0
         nbad = 0
+        nk_t = p_nk[t]
+        s1_t = p_s1[t]
+        s2_t = p_s2[t]
+        _zero_task(nk_t, s1_t, s2_t)
         for start in range(lo, hi, block):
             nb = min(block, hi - start)
             _load_block(X, start, nb, xt)
@@ -218,7 +241,7 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
             nbad += bb
-            _accumulate_diag(xt, nb, lp, means, rf, zero, p_nk[t], p_s1[t], p_s2[t])
+            _accumulate_diag(xt, nb, lp, means, rf, zero, nk_t, s1_t, s2_t)
         p_ll[t] = ll
         p_bad[t] = nbad
     _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
