@@ -70,3 +70,52 @@ def test_fits_are_bitwise_equal_across_threading_layers():
     res = json.loads(_child(_CHILD, NUMBA_THREADING_LAYER="omp", OMP_WAIT_POLICY="active"))
     out["omp-active"] = res["bits"]
     assert out["omp"] == out["workqueue"] == out["omp-active"]
+
+
+_CONCURRENT = """
+import json, threading, warnings
+import numpy as np
+import numba
+import fastem
+warnings.simplefilter("ignore")
+rng = np.random.default_rng(1)
+X = np.concatenate([rng.normal(m, 1.0, (20000, 3)) for m in (-4.0, 0.0, 4.0)])
+
+def fit(ct, out, i):
+    g = fastem.GaussianMixture(3, covariance_type=ct, max_iter=6, tol=0, random_state=i,
+                               n_jobs=2).fit(X)
+    out[i] = [float(v).hex() for v in np.concatenate(
+        [g.means_.ravel(), np.ravel(g.covariances_), g.lower_bounds_])]
+
+types = ["full", "diag", "tied", "spherical"] * 2
+alone, together = {}, {}
+for i, ct in enumerate(types):
+    fit(ct, alone, i)
+threads = [threading.Thread(target=fit, args=(ct, together, i)) for i, ct in enumerate(types)]
+for t in threads:
+    t.start()
+for t in threads:
+    t.join()
+print(json.dumps({"layer": numba.threading_layer(), "same": alone == together,
+                  "n": len(together)}))
+"""
+
+
+@pytest.mark.parametrize("layer", ["omp", "workqueue"])
+def test_fits_in_several_threads_at_once(layer):
+    """Kernels release the GIL, so fits in several threads run their parallel
+    kernels at the same time: under OpenMP they overlap, under workqueue
+    (which cannot run two parallel regions at once and would abort the
+    process) they take turns; either way each fit gives the bits it gives
+    alone."""
+    res = json.loads(_child(_CONCURRENT, NUMBA_THREADING_LAYER=layer))
+    assert res == {"layer": layer, "same": True, "n": 8}
+
+
+def test_kernels_release_the_gil():
+    import numpy as np
+
+    from fastem import _kernels as K
+
+    fn = K.pass_diag.variant(np.dtype("float64"), False)
+    assert fn.targetoptions.get("nogil") is True

@@ -33,6 +33,31 @@ def _arr(dtype, ndim, readonly=False):
 
 _VARIANT_LOCK = threading.RLock()
 
+# The kernels release the GIL (nogil): the read-ahead thread of a stream
+# reads and checks the next chunk while a kernel works on this one, and fits
+# in several threads (Dask's threaded workers) compute at once.  Numba's
+# workqueue threading layer cannot run parallel regions launched from two
+# threads at once (it aborts the process), so while it is the active layer,
+# or before any layer was chosen, parallel kernels are launched one at a
+# time under this lock.  The OpenMP and TBB layers need no lock.
+_LAUNCH_LOCK = threading.Lock()
+_LAYER = []
+
+
+def _launch_needs_lock():
+    """Whether a parallel kernel must take _LAUNCH_LOCK: the workqueue layer
+    is active, or no layer was chosen yet (the first launch chooses)."""
+    if _LAYER:
+        return _LAYER[0] == "workqueue"
+    import numba
+
+    try:
+        layer = numba.threading_layer()
+    except ValueError:
+        return True
+    _LAYER.append(layer)
+    return layer == "workqueue"
+
 
 def _package_digest():
     """SHA-256 of every source file of this package.
@@ -164,7 +189,11 @@ class _Kernel:
         if not X.flags.writeable:
             X = np.array(X, order="C", copy=True)
         tag = args[-1] if self._tagged else None
-        return self.variant(X.dtype, False, tag)(X, *args)
+        fn = self.variant(X.dtype, False, tag)
+        if self._options.get("parallel") and _launch_needs_lock():
+            with _LAUNCH_LOCK:
+                return fn(X, *args)
+        return fn(X, *args)
 
     def variants(self, dtypes=(np.float32, np.float64)):
         """The (dtype, readonly, tag) keys of every variant fits can use."""
@@ -265,6 +294,8 @@ def kernel(build, tagged=False, shapes=None, dtypes=None, **options):
     ``dtypes``: the data dtypes the kernel has variants for (default: float32
     and float64), as :meth:`_Kernel.variants` lists them."""
     options.setdefault("cache", CACHE)
+    # the GIL is released while a kernel runs (see _LAUNCH_LOCK)
+    options.setdefault("nogil", True)
     # no Python exceptions from arithmetic (a division by zero gives inf/nan):
     # the checks would also keep LLVM from vectorising the loops
     options.setdefault("error_model", "numpy")
