@@ -479,6 +479,9 @@ class GaussianMixture(BatchFitMixin, _MixtureBase):
                  random_state=None, warm_start=False, verbose=0,
                  verbose_interval=10, n_jobs=None, chunk_size=None, progress=False,
                  missing="error"):
+        # scikit-learn's estimator contract: __init__ stores every parameter
+        # unchanged under its own name (get_params and clone read them back),
+        # so the estimators' lists look alike by design; checks run in fit.
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.tol = tol

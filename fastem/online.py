@@ -94,6 +94,9 @@ class MiniBatchGaussianMixture(_MixtureBase):
                  weights_init=None, means_init=None, precisions_init=None,
                  random_state=None, verbose=0, verbose_interval=10, n_jobs=None,
                  chunk_size=None, progress=False, missing="error"):
+        # scikit-learn's estimator contract: __init__ stores every parameter
+        # unchanged under its own name (get_params and clone read them back),
+        # so the estimators' lists look alike by design; checks run in fit.
         self.n_components = n_components
         self.covariance_type = covariance_type
         self.batch_size = batch_size

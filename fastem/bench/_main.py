@@ -182,10 +182,7 @@ def main(argv=None):
                                            n_jobs=None, verbose=verbose))
         print(format_header(machine) + "\n" + report["method"] + "\n")
         print(format_missing_table(results))
-        if args.json:
-            with open(args.json, "w") as f:
-                json.dump(_jsonable(report), f, indent=2)
-                f.write("\n")
+        _write_json(args.json, report)
         return 0
     elif args.end_to_end:
         report["mode"] = "end-to-end"
@@ -219,8 +216,13 @@ def main(argv=None):
     machine.update({k: v for k, v in machine_info().items()
                     if k == "numba_threading_layer"})
     print(format_table(report))
-    if args.json:
-        with open(args.json, "w") as f:
+    _write_json(args.json, report)
+    return 0
+
+
+def _write_json(path, report):
+    """The report as JSON at ``path`` (nothing when None)."""
+    if path:
+        with open(path, "w") as f:
             json.dump(_jsonable(report), f, indent=2)
             f.write("\n")
-    return 0
