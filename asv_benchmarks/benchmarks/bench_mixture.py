@@ -43,7 +43,11 @@ def _quiet():
 
 
 def make_blobs(n, d, K, dtype, seed=0):
-    """Deterministic, separated Gaussian blobs (as ``fastem.bench.make_blobs``)."""
+    """Deterministic, separated Gaussian blobs (as ``fastem.bench.make_blobs``).
+
+    A copy, not an import: ``asv continuous`` runs this suite against older
+    commits, whose fastem may not have ``fastem.bench`` or may generate other
+    data, and every commit must be timed on the same rows."""
     rng = np.random.default_rng(seed)
     weights = rng.uniform(0.5, 1.5, K)
     weights /= weights.sum()

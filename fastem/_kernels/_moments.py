@@ -242,7 +242,14 @@ def _accumulate_tied(xt, nb, resp, wrow, ref, ref2, diff, rf, zero, tied_s1, nk,
     ref[k]) per component, and to s2[0] the weighted total scatter around
     ref2[0] (upper triangle), from the row weights wrow[:nb]; tied_s1 (1, d)
     receives the matching first moment around ref2 (unused by the M-step).
-    Scratch as in :func:`_accumulate_full`."""
+    Scratch as in :func:`_accumulate_full`.
+
+    The per-component preamble (the block's total responsibility, the skip of
+    a component without any, the copy into rf) is written out here, in
+    _accumulate_diag and in _accumulate_full's implementation rather than
+    called: a helper returning the total is a call per block and component
+    whose float64 reduction LLVM may vectorise differently from the inlined
+    loop, which would change the last bits of nk."""
     K, d = ref.shape
     for k in range(K):
         tot = 0.0
