@@ -88,12 +88,6 @@ def _plan(covariance_types, dtypes, n_features):
     return plan
 
 
-def _key(variant):
-    """A hashable key of a (name, dtype, readonly, tag) variant."""
-    name, dtype, ro, tag = variant
-    return (name, np.dtype(dtype).char, bool(ro), None if tag is None else tag.dtype.char)
-
-
 def _label(name, dtype, ro, tag):
     from . import _kernels as K
 
@@ -155,13 +149,13 @@ def compile(covariance_types=COVARIANCE_TYPES, dtypes=DTYPES, n_features=None,
     child_times = {}
     K.compile_in_child(missing, jobs=jobs, timings=child_times)
     t_children = time.perf_counter() - t_children
-    compiled_in = {_key(v): child_times.get(i) for i, v in enumerate(missing)}
+    compiled_in = {K.variant_key(v): child_times.get(i) for i, v in enumerate(missing)}
     # compile() reports each kernel itself: no "compiling..." announcements
     try:
         with announcing(False):
             for name, dtype, ro, tag in plan:
                 kern = getattr(K, name)
-                key = _key((name, dtype, ro, tag))
+                key = K.variant_key((name, dtype, ro, tag))
                 cached = key not in compiled_in
                 t0 = time.perf_counter()
                 kern.variant(dtype, ro, tag)

@@ -24,6 +24,7 @@ _CHILD_ENV = "FASTEM_COMPILE_CHILD"
 # starting another.
 _IN_FLIGHT = {}
 _IN_FLIGHT_LOCK = threading.Lock()
+_AT_EXIT = []  # whether _stop_in_flight is registered
 
 
 def _child_code(variants):
@@ -37,7 +38,8 @@ def _child_code(variants):
     return "\n".join(lines)
 
 
-def _variant_key(variant):
+def variant_key(variant):
+    """A hashable key of a (name, dtype, readonly, tag) variant."""
     name, dtype, ro, tag = variant
     return (name, np.dtype(dtype).char, bool(ro), None if tag is None else tag.dtype.char)
 
@@ -84,7 +86,7 @@ def start_in_child(variants, announce_them=True):
     if not _can_spawn():
         return
     with _IN_FLIGHT_LOCK:
-        todo = [v for v in variants if _variant_key(v) not in _IN_FLIGHT
+        todo = [v for v in variants if variant_key(v) not in _IN_FLIGHT
                 and not getattr(K, v[0]).in_cache(*v[1:])]
         if not todo:
             return
@@ -94,10 +96,11 @@ def start_in_child(variants, announce_them=True):
         proc = _spawn(todo, quiet=True)
         if proc is None:
             return
-        if not _IN_FLIGHT:
+        if not _AT_EXIT:
             atexit.register(_stop_in_flight)
+            _AT_EXIT.append(True)
         for v in todo:
-            _IN_FLIGHT[_variant_key(v)] = proc
+            _IN_FLIGHT[variant_key(v)] = proc
 
 
 def _wait_in_flight(variants):
@@ -110,7 +113,7 @@ def _wait_in_flight(variants):
 
     rest = []
     for v in variants:
-        key = _variant_key(v)
+        key = variant_key(v)
         with _IN_FLIGHT_LOCK:
             proc = _IN_FLIGHT.get(key)
         if proc is None:
@@ -164,7 +167,7 @@ def compile_in_child(variants, jobs=1, timings=None):
 
     if not _can_spawn() or not variants:
         return False
-    index = {_variant_key(v): i for i, v in enumerate(variants)}
+    index = {variant_key(v): i for i, v in enumerate(variants)}
     todo = _wait_in_flight(list(variants))
     if todo:
         n_groups = max(1, min(jobs, len(todo)))
@@ -181,7 +184,7 @@ def compile_in_child(variants, jobs=1, timings=None):
                 for line in out.splitlines():
                     parts = line.split()
                     if timings is not None and len(parts) == 2 and parts[0].isdigit():
-                        timings[index[_variant_key(group[int(parts[0])])]] = float(parts[1])
+                        timings[index[variant_key(group[int(parts[0])])]] = float(parts[1])
         finally:
             for p in procs:
                 if p.poll() is None:
