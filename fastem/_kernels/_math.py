@@ -43,13 +43,13 @@ def _f64_as_i64(typingctx, x):
 # x86, and rows far from a component give many such responsibilities (the
 # diagonal and spherical float64 iterations of `fastem bench` ran 12-18%
 # slower with them); a subnormal responsibility changes no statistic it
-# enters by more than 2.2e-308 times the row's values.  2**n is still
-# applied as 2**n1 * 2**n2 (both normal) so that every n in range is exact.
+# enters by more than 2.2e-308 times the row's values.  Since only normal
+# results are kept, the argument is clamped at -708.396, so n >= -1022 and
+# 2**n is one normal number made from its exponent bits.
 _LOG2E = 1.4426950408889634
 _LN2 = 0.6931471805599453
 _LN2_HI = 0.6931471803691238      # fdlibm's ln2_hi: n * _LN2_HI is exact
 _LN2_LO = 1.9082149292705877e-10  # log(2) - _LN2_HI
-_EXP_MIN = -745.1332191019412      # largest x with np.exp(x) == 0 (-1075 log 2)
 _EXP_MIN_NORMAL = -708.3964185322641  # log of the smallest normal float64 (-1022 log 2)
 _SQRT2 = 1.4142135623730951
 _MANTISSA = (1 << 52) - 1
@@ -80,7 +80,7 @@ def _exp_neg(x):
 
 
 def _exp_neg_f64(x):
-    v = x if x > _EXP_MIN else _EXP_MIN
+    v = x if x > _EXP_MIN_NORMAL else _EXP_MIN_NORMAL
     nf = np.floor(v * _LOG2E + 0.5)
     red = (v - nf * _LN2_HI) - nf * _LN2_LO
     p = 1.0 / 6227020800.0
@@ -97,13 +97,11 @@ def _exp_neg_f64(x):
     p = p * red + 0.5
     p = p * red + 1.0
     p = p * red + 1.0
-    # 2**n = 2**n1 * 2**n2 from exponent bits; -1075 <= n <= 0 here, so
-    # -538 <= n1 <= n2 <= 0 are both normal
-    n = np.int64(nf)
-    n1 = n >> 1
-    scale1 = _i64_as_f64((n1 + 1023) << 52)
-    scale2 = _i64_as_f64((n - n1 + 1023) << 52)
-    return (p * scale1) * scale2 if x > _EXP_MIN_NORMAL else 0.0
+    # 2**n from its exponent bits: -1022 <= n <= 0 here (v * _LOG2E >=
+    # -1022), a normal number; p * 2**n is normal (>= exp(-708.396)) wherever
+    # it is kept, so exact
+    scale = _i64_as_f64((np.int64(nf) + 1023) << 52)
+    return p * scale if x > _EXP_MIN_NORMAL else 0.0
 
 
 # float32: the same scheme with a degree-7 Taylor polynomial (truncation
