@@ -13,3 +13,10 @@ INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data", "kmeans_stan
 #: Rows handed to one kernel call (or to NumPy) at a time when an in-memory
 #: array is processed: bounds the per-call scratch and any (rows, K) array.
 CHUNK_ROWS = 65_536
+
+#: Bytes of per-task partial statistics one E-step pass call may hold: an
+#: in-memory array goes to the pass kernels in calls of as many whole tasks as
+#: fit in it (never fewer rows than CHUNK_ROWS).  Each call wakes the kernel
+#: threads once, and with the passive OpenMP wait policy a wake-up costs tens
+#: of microseconds; the result does not depend on the call size.
+PASS_PARTIALS_BYTES = 16 * 2**20

@@ -10,7 +10,7 @@ inside a kernel.  The kernel module is imported on first use so that
 import numpy as np
 
 from . import _missing
-from ._constants import CHUNK_ROWS
+from ._constants import CHUNK_ROWS, PASS_PARTIALS_BYTES
 from ._threads import serial_if
 from ._suffstats import SuffStats
 
@@ -35,6 +35,18 @@ def block_size(n_features):
 def task_rows(n_features):
     """Rows per parallel task: a function of the number of features only."""
     return block_size(n_features) * BLOCKS_PER_TASK
+
+
+def pass_rows(covariance_type, n_components, n_features):
+    """Rows per E-step pass call on an in-memory array: a multiple of
+    :func:`task_rows` (so the result is bitwise that of any other such call
+    size, see StatsAccumulator) whose per-task partial statistics fit in
+    PASS_PARTIALS_BYTES, and at least CHUNK_ROWS."""
+    K, d = n_components, n_features
+    s2 = {"full": K * d * d, "tied": d * d}.get(covariance_type, K * d)
+    per_task = 8 * (K * (1 + d) + s2 + 2)
+    tasks = max(1, PASS_PARTIALS_BYTES // per_task)
+    return max(CHUNK_ROWS, tasks * task_rows(d))
 
 
 def _own(a, dtype):
@@ -193,7 +205,8 @@ class StatsAccumulator:
         w = _weights_arg(sample_weight)
         with serial_if(n <= self._task_rows):
             self._run(k, X, w)
-        self.weight_sum += float(n) if sample_weight is None else float(np.sum(w))
+        self.weight_sum = (self.weight_sum + float(n) if sample_weight is None
+                           else _add_in_tasks(self.weight_sum, w, self._task_rows))
         self.n_rows += n
 
     def _run(self, k, X, w):
@@ -229,6 +242,21 @@ class StatsAccumulator:
         return stats
 
 
+def _add_in_tasks(total, w, task):
+    """total plus the weights w, summed per task of ``task`` rows and added in
+    task order: the same bits for any chunking into multiples of the task
+    size, as the kernels' statistics (np.sum of a whole chunk would depend on
+    the chunk's length)."""
+    n = w.shape[0]
+    m = n - n % task
+    sums = [total]
+    if m:
+        sums.extend(w[:m].reshape(-1, task).sum(axis=1))
+    if m < n:
+        sums.append(w[m:].sum())
+    return float(np.add.accumulate(np.array(sums))[-1])
+
+
 def _row_slices(n, size):
     for lo in range(0, n, size):
         yield lo, min(n, lo + size)
@@ -249,7 +277,8 @@ def compute_stats(X, params, sample_weight=None):
     SuffStats
     """
     acc = StatsAccumulator(params, X.dtype)
-    for lo, hi in _row_slices(X.shape[0], CHUNK_ROWS):
+    K, d = params.means.shape
+    for lo, hi in _row_slices(X.shape[0], pass_rows(params.covariance_type, K, d)):
         acc.add(X[lo:hi], None if sample_weight is None else sample_weight[lo:hi])
     return acc.result()
 

@@ -168,6 +168,31 @@ def test_stats_invariant_to_chunking(ct, weighted):
     assert merged.n_rows == whole.n_rows == 5000
 
 
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_in_memory_pass_calls_match_chunks_bitwise(ct):
+    """An in-memory array goes to the kernels in calls of pass_rows rows (a
+    multiple of the task size, several chunks of CHUNK_ROWS); its statistics,
+    weight sum included, are bitwise those of a pass over CHUNK_ROWS chunks."""
+    from fastem._constants import CHUNK_ROWS
+    from fastem._data import ArrayData
+
+    n = 2 * CHUNK_ROWS + 4321
+    X, p = _data(np.float64, ct=ct, seed=5, n=n)
+    params = to_params(p)
+    K, d = params.means.shape
+    rows = _estep.pass_rows(ct, K, d)
+    assert rows % _estep.task_rows(d) == 0 and rows >= n  # one call here
+    w = np.random.default_rng(1).uniform(0.1, 3.0, n)
+    acc = _estep.StatsAccumulator(params, X.dtype)
+    for lo in range(0, n, CHUNK_ROWS):
+        acc.add(X[lo:lo + CHUNK_ROWS], w[lo:lo + CHUNK_ROWS])
+    chunked = acc.result()
+    whole = ArrayData(X, w).e_pass(params)
+    for name in ("nk", "s1", "s2", "loglik", "weight_sum"):
+        assert np.asarray(getattr(whole, name)).tobytes() == \
+            np.asarray(getattr(chunked, name)).tobytes(), name
+
+
 def test_stats_of_rows_with_no_density_raise():
     X, p = _data(np.float64, ct="diag")
     X = X.copy()

@@ -90,15 +90,18 @@ def test_fit_bitwise_for_any_thread_count(problem, n_jobs):
 
 
 @SETTINGS
-@given(problems(), st.integers(1, 5))
-def test_chunked_statistics_bitwise(problem, tasks_per_chunk):
+@given(problems(), st.integers(1, 5), st.booleans())
+def test_chunked_statistics_bitwise(problem, tasks_per_chunk, weighted):
     X, ct, K, seed = problem
     params = _params(X, ct, K, seed)
-    whole = _estep.compute_stats(X, params)
+    w = (np.random.default_rng(seed).uniform(0.1, 3.0, X.shape[0]) if weighted
+         else None)
+    whole = _estep.compute_stats(X, params, w)
     step = _estep.task_rows(X.shape[1]) * tasks_per_chunk
     acc = _estep.StatsAccumulator(params, X.dtype)
     for lo in range(0, X.shape[0], step):
-        acc.add(np.ascontiguousarray(X[lo:lo + step]))
+        acc.add(np.ascontiguousarray(X[lo:lo + step]),
+                None if w is None else w[lo:lo + step])
     assert _bits(acc.result()) == _bits(whole)
 
 
