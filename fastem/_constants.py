@@ -10,8 +10,10 @@ DTYPES = ("float64", "float32")
 INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data", "kmeans_standardized",
                "hierarchical")
 
-#: Rows handed to one kernel call (or to NumPy) at a time when an in-memory
-#: array is processed: bounds the per-call scratch and any (rows, K) array.
+#: Rows handed to one kernel call (or to NumPy) at a time when per-row results
+#: of an in-memory array are formed (log probabilities, predictions, the
+#: k-means start): bounds any (rows, K) array.  E-step passes use larger
+#: calls, see PASS_PARTIALS_BYTES.
 CHUNK_ROWS = 65_536
 
 #: Bytes of per-task partial statistics one E-step pass call may hold: an
