@@ -81,6 +81,23 @@ def _first_nonfinite_row(X):
 MAX_MAGNITUDE = {np.dtype(np.float64): 1e150, np.dtype(np.float32): 1e18}
 
 
+def _finite_and_squarable(X):
+    """True when every value of X is finite and of magnitude at most
+    :data:`MAX_MAGNITUDE`, proved in one memory pass: the sum of squares (a
+    BLAS dot product) is finite only when no value is NaN or infinite, and
+    it bounds every square.  False means "not proved" (a sum of squares that
+    overflows, or is above the limit squared, or an unsupported layout): the
+    caller then runs the exact checks, which also find the offending row.
+    """
+    limit = MAX_MAGNITUDE.get(X.dtype)
+    if limit is None or not (X.flags.c_contiguous or X.flags.f_contiguous):
+        return False
+    flat = X.ravel(order="K")
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = float(np.dot(flat, flat))
+    return total <= limit * limit  # False for NaN and inf
+
+
 def check_finite(X, what="X", row_offset=0, purpose="fitting", allow_nan=False):
     """Raise ValueError naming the first row/column of X holding NaN or inf,
     or, for values too large to square (:data:`MAX_MAGNITUDE`), saying that
@@ -91,6 +108,8 @@ def check_finite(X, what="X", row_offset=0, purpose="fitting", allow_nan=False):
     information: the error names the row); infinity is still an error.
     """
     if X.size == 0:
+        return
+    if not allow_nan and _finite_and_squarable(X):
         return
     row = _first_nonfinite_row(X)
     if row >= 0 and allow_nan:

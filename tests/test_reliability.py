@@ -266,3 +266,39 @@ def test_csv_with_too_few_rows_reports_its_row_count(tmp_path):
     np.savetxt(path, _rows(25, 2), delimiter=",", header="a,b", comments="")
     with pytest.raises(ValueError, match="n_components = 30, n_samples = 25$"):
         fastem.GaussianMixture(30, random_state=0).fit(str(path))
+
+
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_finiteness_check_names_the_first_bad_entry(dtype, layout):
+    """The one-pass proof (a sum of squares) and the exact scan agree: every
+    NaN, infinity or too-large value is found and named, whatever the layout;
+    values whose squares sum past the limit while each is inside it pass."""
+    from fastem._validation import MAX_MAGNITUDE, check_finite
+
+    limit = MAX_MAGNITUDE[np.dtype(dtype)]
+    rng = np.random.default_rng(3)
+
+    def arrange(A):
+        if layout == "F":
+            return np.asfortranarray(A)
+        if layout == "strided":
+            B = np.zeros((A.shape[0], 2 * A.shape[1]), dtype=A.dtype)
+            B[:, ::2] = A
+            return B[:, ::2]
+        return A
+
+    base = rng.standard_normal((300, 5)).astype(dtype)
+    check_finite(arrange(base))
+    for bad, kind in [(np.nan, "NaN"), (np.inf, "infinity"), (-np.inf, "infinity")]:
+        A = base.copy()
+        A[217, 4] = bad
+        A[250, 1] = bad  # a later bad entry: the first one is named
+        with pytest.raises(ValueError, match=f"contains {kind} at row 217, column 4 "):
+            check_finite(arrange(A))
+    A = base.copy()
+    A[5, 2] = -3 * limit
+    with pytest.raises(ValueError, match="magnitude up to"):
+        check_finite(arrange(A))
+    # every value 0.9 * limit: the sum of squares overflows, the exact check passes
+    check_finite(arrange(np.full((300, 5), 0.9 * limit, dtype=dtype)))
