@@ -438,3 +438,36 @@ def test_minibatch_invariant_to_scaling_sample_weight(weight_data, ct):
         got = fit(c * w)
         for name in ("weights_", "means_", "covariances_"):
             assert_rel(getattr(got, name), getattr(ref, name), 1e-12, name)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_hard_assignment_stats_match_reference(ct, weighted):
+    """Every row given wholly to its nearest centre: the moments equal those
+    of one-hot responsibilities from a brute-force nearest centre, over
+    several tasks (rows grouped by label inside each task), with a label
+    that no row takes."""
+    from fastem._data import ArrayData
+
+    rng = np.random.default_rng(7)
+    n = 3 * _estep.task_rows(D) + 123
+    centers = rng.normal(size=(5, D)) * 4
+    centers[4] = 1e3  # far from every row: no row is assigned to it
+    X = centers[rng.integers(0, 4, n)] + rng.normal(size=(n, D))
+    w = rng.uniform(0.2, 2.0, size=n) if weighted else None
+    data = ArrayData(X, sample_weight=w)
+    got = data.hard_assignment_stats(centers, ct)
+    labels = np.argmin(((X[:, None, :] - centers[None]) ** 2).sum(axis=2), axis=1)
+    resp_w = np.zeros((n, 5))
+    resp_w[np.arange(n), labels] = 1.0 if w is None else w
+    want = _stats(X, resp_w, got.ref, ct, got.ref2)
+    np.testing.assert_array_equal(got.nk[4], 0.0)
+    np.testing.assert_allclose(got.nk, want.nk, rtol=1e-12)
+    nk_g, mu_g, cov_g = got.moments(1e-6)
+    nk_w, mu_w, cov_w = want.moments(1e-6)
+    np.testing.assert_allclose(mu_g[:4], mu_w[:4], rtol=1e-10, atol=1e-10)
+    # the moments are sums of products around the references: their rounding
+    # is eps times the largest squared distance of a row from its reference
+    # (tied: from ref2, the mean of the centres, pulled far off by centre 4)
+    scale = np.max(((X - (got.ref2 if ct == "tied" else got.ref[labels])) ** 2).sum(axis=1))
+    np.testing.assert_allclose(cov_g, cov_w, rtol=0, atol=100 * np.finfo(float).eps * scale)
