@@ -187,7 +187,7 @@ def _standardized_kmeans(S, Sw, K, random_state):
     Z = _standardize(S, Sw)
     seeds = kmeans_plusplus(Z, K, random_state, Sw)
     centers = lloyd(Z, Z[seeds], weights=Sw)
-    labels, _ = _estep.nearest_centre(Z, centers, np.zeros(Z.shape[1]))
+    labels, _ = _estep.nearest_centre(Z, centers, np.zeros(Z.shape[1]), distances=False)
     return labels
 
 
