@@ -9,7 +9,7 @@ from numba import njit
 from numba.extending import overload
 
 from ._classes import DCLASS_SMALL, _tag_class
-from ._machinery import FASTMATH, HELPER_CACHE
+from ._machinery import FASTMATH, HELPER_CACHE, target_has_avx512
 from ._math import _exp_neg, _log_normal
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
@@ -92,109 +92,132 @@ def _logprob_block_full_typed(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, 
         def impl(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp, tag):
             _centre_block(xt, nb, ref2, diff)
             _logprob_small(diff, nb, proj, P, log_norm, lp)
-    else:
+    elif target_has_avx512():
         def impl(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp, tag):
             _centre_block(xt, nb, ref2, diff)
             _logprob_tri(diff, nb, proj, P, log_norm, acc, acc2, maha, lp)
+    else:
+        def impl(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp, tag):
+            _centre_block(xt, nb, ref2, diff)
+            if nb == FIXED_TRIP:
+                _logprob_tri_fixed(diff, nb, proj, P, log_norm, acc, acc2, maha, lp)
+            else:
+                _logprob_tri(diff, nb, proj, P, log_norm, acc, acc2, maha, lp)
     return impl
 
 
-@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
-def _logprob_tri(diff, nb, proj, P, log_norm, acc, acc2, maha, lp):
-    """The triangular products of :func:`_logprob_block_full` on centred rows
-    diff (d, block), for d > 2 (acc, acc2, maha: (block,) scratch)."""
-    K, d = proj.shape
-    for k in range(K):
-        for r in range(nb):
-            maha[r] = 0.0
-        # Two columns j, j + 1 at a time share the loads of diff; rows are
-        # taken four at a time (P is zero below its diagonal, so a group
-        # may run past row j + 1).  The first group initialises the
-        # partial sums, the last adds the squares to maha directly: two
-        # columns cost ceil((j + 2) / 4) sweeps over the points.
-        j = 0
-        while j + 1 < d:
-            ca = proj[k, j]
-            cb = proj[k, j + 1]
-            nrows = j + 2
-            i = 0
-            while i < nrows and i + 3 < d:
-                first = i == 0
-                last = i + 4 >= nrows
-                pa0 = P[k, i, j]
-                pa1 = P[k, i + 1, j]
-                pa2 = P[k, i + 2, j]
-                pa3 = P[k, i + 3, j]
-                pb0 = P[k, i, j + 1]
-                pb1 = P[k, i + 1, j + 1]
-                pb2 = P[k, i + 2, j + 1]
-                pb3 = P[k, i + 3, j + 1]
-                if first and last:
-                    for r in range(nb):
-                        v0 = diff[i, r]
-                        v1 = diff[i + 1, r]
-                        v2 = diff[i + 2, r]
-                        v3 = diff[i + 3, r]
-                        ya = (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3) - ca
-                        yb = (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3) - cb
-                        maha[r] += ya * ya + yb * yb
-                elif first:
-                    for r in range(nb):
-                        v0 = diff[i, r]
-                        v1 = diff[i + 1, r]
-                        v2 = diff[i + 2, r]
-                        v3 = diff[i + 3, r]
-                        acc[r] = (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3) - ca
-                        acc2[r] = (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3) - cb
-                elif last:
-                    for r in range(nb):
-                        v0 = diff[i, r]
-                        v1 = diff[i + 1, r]
-                        v2 = diff[i + 2, r]
-                        v3 = diff[i + 3, r]
-                        ya = acc[r] + ((v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3))
-                        yb = acc2[r] + ((v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3))
-                        maha[r] += ya * ya + yb * yb
-                else:
-                    for r in range(nb):
-                        v0 = diff[i, r]
-                        v1 = diff[i + 1, r]
-                        v2 = diff[i + 2, r]
-                        v3 = diff[i + 3, r]
-                        acc[r] += (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3)
-                        acc2[r] += (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3)
-                i += 4
-            if i < nrows:
-                # fewer than four rows left before row d: one at a time
-                if i == 0:
-                    for r in range(nb):
-                        acc[r] = -ca
-                        acc2[r] = -cb
-                while i < nrows:
+def _make_logprob_tri(trip):
+    """_logprob_tri with loops over ``trip`` points (a compile-time constant)
+    when trip > 0, over nb when trip == 0 (see FIXED_TRIP)."""
+
+    @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
+    def _logprob_tri(diff, nb, proj, P, log_norm, acc, acc2, maha, lp):
+        """The triangular products of :func:`_logprob_block_full` on centred rows
+        diff (d, block), for d > 2 (acc, acc2, maha: (block,) scratch)."""
+        K, d = proj.shape
+        m = trip if trip > 0 else nb
+        for k in range(K):
+            for r in range(m):
+                maha[r] = 0.0
+            # Two columns j, j + 1 at a time share the loads of diff; rows are
+            # taken four at a time (P is zero below its diagonal, so a group
+            # may run past row j + 1).  The first group initialises the
+            # partial sums, the last adds the squares to maha directly: two
+            # columns cost ceil((j + 2) / 4) sweeps over the points.
+            j = 0
+            while j + 1 < d:
+                ca = proj[k, j]
+                cb = proj[k, j + 1]
+                nrows = j + 2
+                i = 0
+                while i < nrows and i + 3 < d:
+                    first = i == 0
+                    last = i + 4 >= nrows
+                    pa0 = P[k, i, j]
+                    pa1 = P[k, i + 1, j]
+                    pa2 = P[k, i + 2, j]
+                    pa3 = P[k, i + 3, j]
+                    pb0 = P[k, i, j + 1]
+                    pb1 = P[k, i + 1, j + 1]
+                    pb2 = P[k, i + 2, j + 1]
+                    pb3 = P[k, i + 3, j + 1]
+                    if first and last:
+                        for r in range(m):
+                            v0 = diff[i, r]
+                            v1 = diff[i + 1, r]
+                            v2 = diff[i + 2, r]
+                            v3 = diff[i + 3, r]
+                            ya = (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3) - ca
+                            yb = (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3) - cb
+                            maha[r] += ya * ya + yb * yb
+                    elif first:
+                        for r in range(m):
+                            v0 = diff[i, r]
+                            v1 = diff[i + 1, r]
+                            v2 = diff[i + 2, r]
+                            v3 = diff[i + 3, r]
+                            acc[r] = (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3) - ca
+                            acc2[r] = (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3) - cb
+                    elif last:
+                        for r in range(m):
+                            v0 = diff[i, r]
+                            v1 = diff[i + 1, r]
+                            v2 = diff[i + 2, r]
+                            v3 = diff[i + 3, r]
+                            ya = acc[r] + ((v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3))
+                            yb = acc2[r] + ((v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3))
+                            maha[r] += ya * ya + yb * yb
+                    else:
+                        for r in range(m):
+                            v0 = diff[i, r]
+                            v1 = diff[i + 1, r]
+                            v2 = diff[i + 2, r]
+                            v3 = diff[i + 3, r]
+                            acc[r] += (v0 * pa0 + v1 * pa1) + (v2 * pa2 + v3 * pa3)
+                            acc2[r] += (v0 * pb0 + v1 * pb1) + (v2 * pb2 + v3 * pb3)
+                    i += 4
+                if i < nrows:
+                    # fewer than four rows left before row d: one at a time
+                    if i == 0:
+                        for r in range(m):
+                            acc[r] = -ca
+                            acc2[r] = -cb
+                    while i < nrows:
+                        pa = P[k, i, j]
+                        pb = P[k, i, j + 1]
+                        for r in range(m):
+                            v = diff[i, r]
+                            acc[r] += v * pa
+                            acc2[r] += v * pb
+                        i += 1
+                    for r in range(m):
+                        maha[r] += acc[r] * acc[r] + acc2[r] * acc2[r]
+                j += 2
+            if j < d:
+                # last column when d is odd
+                ca = proj[k, j]
+                for r in range(m):
+                    acc[r] = -ca
+                for i in range(j + 1):
                     pa = P[k, i, j]
-                    pb = P[k, i, j + 1]
-                    for r in range(nb):
-                        v = diff[i, r]
-                        acc[r] += v * pa
-                        acc2[r] += v * pb
-                    i += 1
-                for r in range(nb):
-                    maha[r] += acc[r] * acc[r] + acc2[r] * acc2[r]
-            j += 2
-        if j < d:
-            # last column when d is odd
-            ca = proj[k, j]
-            for r in range(nb):
-                acc[r] = -ca
-            for i in range(j + 1):
-                pa = P[k, i, j]
-                for r in range(nb):
-                    acc[r] += diff[i, r] * pa
-            for r in range(nb):
-                maha[r] += acc[r] * acc[r]
-        c = log_norm[k]
-        for r in range(nb):
-            lp[k, r] = c - 0.5 * maha[r]
+                    for r in range(m):
+                        acc[r] += diff[i, r] * pa
+                for r in range(m):
+                    maha[r] += acc[r] * acc[r]
+            c = log_norm[k]
+            for r in range(m):
+                lp[k, r] = c - 0.5 * maha[r]
+
+    return _logprob_tri
+
+
+# Full blocks of FIXED_TRIP points take _logprob_tri_fixed on AVX2 targets:
+# loops whose trip count is a compile-time constant ran the triangular products
+# 1.24x (d=16) to 1.6x (d=64) as fast as loops over nb in AVX2 code (one
+# thread, Zen 4 compiling for haswell), and no faster in AVX-512 code.
+FIXED_TRIP = 128
+_logprob_tri = _make_logprob_tri(0)
+_logprob_tri_fixed = _make_logprob_tri(FIXED_TRIP)
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")

@@ -25,6 +25,48 @@ CACHE = os.environ.get("FASTEM_NUMBA_CACHE", "1").lower() not in ("0", "false", 
 # stay deterministic.
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
 
+_ISA = {}
+
+
+def target_has_avx512():
+    """Whether the code Numba generates in this process uses AVX-512 (the
+    target's features: the host's, or NUMBA_CPU_NAME / NUMBA_CPU_FEATURES).
+
+    Read when a kernel is compiled, to choose code paths per instruction set
+    (16 vector registers of 4 float64 lanes with AVX2, 32 of 8 with AVX-512).
+    Kernels cached for one target are never loaded for another: Numba's cache
+    index includes the target CPU and its features.
+    """
+    if "avx512" not in _ISA:
+        from numba.core.registry import cpu_target
+
+        features = cpu_target.target_context.codegen()._get_host_cpu_features()
+        if features:
+            _ISA["avx512"] = "+avx512f" in features.split(",")
+        else:
+            # features left to the CPU's name (NUMBA_CPU_FEATURES=""): ask
+            # LLVM for the code of one 8-lane float64 operation
+            try:
+                _ISA["avx512"] = _probe_zmm()
+            except Exception:  # noqa: BLE001 - the AVX2 paths are valid on any target
+                _ISA["avx512"] = False
+    return _ISA["avx512"]
+
+
+def _probe_zmm():
+    import llvmlite.binding as ll
+    from numba.core.registry import cpu_target
+
+    codegen = cpu_target.target_context.codegen()
+    ir = ("define void @fastem_isa_probe(<8 x double>* %p) {\n"
+          "  %v = load <8 x double>, <8 x double>* %p\n"
+          "  %w = fadd <8 x double> %v, %v\n"
+          "  store <8 x double> %w, <8 x double>* %p\n  ret void\n}\n")
+    mod = ll.parse_assembly(ir)
+    mod.verify()
+    asm = codegen._tm.emit_assembly(mod)
+    return "zmm" in asm
+
 
 
 def _arr(dtype, ndim, readonly=False):
