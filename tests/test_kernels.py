@@ -65,11 +65,11 @@ def test_log_densities_match_scipy(ct, dtype):
                                    atol=1e-12 if dtype == np.float64 else 1e-4)
 
 
-@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
-def test_log_densities_d_above_8(ct):
+@pytest.mark.parametrize("ct, d", [(ct, 11) for ct in COVARIANCE_TYPES] + [("full", 34)])
+def test_log_densities_d_above_8(ct, d):
     # n_features > 8 selects the other block size and the unrolled path of
-    # the triangular product
-    X, p = _data(np.float64, n=300, d=11, k=2, ct=ct, seed=5)
+    # the triangular product; d >= 32 the wide class (four-column tiles)
+    X, p = _data(np.float64, n=300, d=d, k=2, ct=ct, seed=5)
     got = _estep.weighted_log_prob(X, to_params(p))
     want = reference.log_densities(X, p["means"], p["precisions_cholesky"], ct)
     np.testing.assert_allclose(got - np.log(p["weights"]), want, rtol=1e-10)
@@ -113,7 +113,7 @@ def test_compute_stats_matches_reference(ct, dtype, weighted):
 
 def _ct_d_cases():
     for ct in COVARIANCE_TYPES:
-        for d in (1, 2, 3, 5, 6, 7, 11, 16):
+        for d in (1, 2, 3, 5, 6, 7, 11, 16) + ((33,) if ct == "full" else ()):
             yield pytest.param(ct, d, id=f"{ct}-{d}")
 
 
@@ -543,12 +543,14 @@ def test_target_isa_agrees_with_generated_code():
     assert target_has_avx512() == _probe_zmm()
 
 
-@pytest.mark.parametrize("d", [3, 16, 33])
-def test_fixed_trip_triangular_products_match_general(d):
-    """The AVX2 path's triangular products over a compile-time number of
-    points give the log densities of the general loops (each point's sums
-    are the same operations; only the loop code differs)."""
-    from fastem._kernels._blocks import FIXED_TRIP, _logprob_tri, _logprob_tri_fixed
+@pytest.mark.parametrize("d", [3, 9, 16, 33, 64])
+def test_triangular_products_match_reference(d):
+    """Every variant of the triangular products (loops over nb points or over
+    a compile-time FIXED_TRIP points; two-column tiles, and four-column tiles
+    from 16 features on, an odd d ending with two-column and one-column
+    tails) gives the log densities of a NumPy reference."""
+    from fastem._kernels._blocks import (FIXED_TRIP, _logprob_tri, _logprob_tri_fixed,
+                                         _logprob_tri_four)
 
     rng = np.random.default_rng(d)
     K, nb = 5, FIXED_TRIP
@@ -556,16 +558,14 @@ def test_fixed_trip_triangular_products_match_general(d):
     proj = rng.standard_normal((K, d))
     P = np.triu(rng.standard_normal((K, d, d)))
     log_norm = rng.standard_normal(K)
-    out = []
-    for fn in (_logprob_tri, _logprob_tri_fixed):
-        acc, acc2, maha = np.empty(nb), np.empty(nb), np.empty(nb)
+    y = np.einsum("kij,ir->kjr", P, diff) - proj[:, :, None]
+    want = log_norm[:, None] - 0.5 * (y ** 2).sum(axis=1)
+    # each y_j sums j + 2 products, each square sum d terms: a few eps each
+    tol = 8 * d * np.finfo(np.float64).eps * (
+        1.0 + 0.5 * (np.abs(P)[:, :, :, None] * np.abs(diff)[None, :, None, :]).sum(axis=1)
+        .__pow__(2).sum(axis=1))
+    for fn in (_logprob_tri, _logprob_tri_fixed, _logprob_tri_four):
+        scratch = [np.full(nb, np.nan) for _ in range(5)]
         lp = np.full((K, nb), np.nan)
-        fn(diff, nb, proj, P, log_norm, acc, acc2, maha, lp)
-        out.append(lp)
-    maha_ref = np.einsum("kij,ir->kjr", P, diff) - proj[:, :, None]
-    want = log_norm[:, None] - 0.5 * (maha_ref ** 2).sum(axis=1)
-    eps = np.finfo(np.float64).eps
-    scale = 1.0 + 0.5 * (maha_ref ** 2).sum(axis=1)
-    for lp in out:
-        assert np.all(np.abs(lp - want) <= 64 * d * eps * scale)
-    assert np.all(np.abs(out[0] - out[1]) <= 64 * d * eps * scale)
+        fn(diff, nb, proj, P, log_norm, *scratch, lp)
+        assert np.all(np.abs(lp - want) <= tol), fn

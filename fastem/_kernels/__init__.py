@@ -39,15 +39,15 @@ helpers), :mod:`._moments` (statistics block helpers), :mod:`._passes`
 """
 
 from ._aot import compile_in_child, start_in_child, variant_key
-from ._classes import (DCLASS_SCALED, DCLASS_SMALL, DCLASS_WEIGHTED, SCALED_MIN_D, class_name,
-                       class_tag, d_class)
+from ._classes import (DCLASS_SCALED, DCLASS_SMALL, DCLASS_WEIGHTED, DCLASS_WIDE, SCALED_MIN_D,
+                       WIDE_MIN_D, class_name, class_tag, d_class)
 from ._machinery import (CACHE, FASTMATH, KernelArgumentError, check_arguments, kernel,
                          target_cpu)
 from ._math import _exp_neg, _log_normal
 from ._incomplete import pass_missing
 from ._passes import logprob_diag, logprob_full, logprob_tied, pass_diag, pass_full, pass_tied
 
-__all__ = ["compile_in_child", "start_in_child", "variant_key", "CACHE", "DCLASS_SCALED", "DCLASS_SMALL", "DCLASS_WEIGHTED", "FASTMATH",
-           "KernelArgumentError", "SCALED_MIN_D", "check_arguments", "class_name",
+__all__ = ["compile_in_child", "start_in_child", "variant_key", "CACHE", "DCLASS_SCALED", "DCLASS_SMALL", "DCLASS_WEIGHTED", "DCLASS_WIDE", "FASTMATH",
+           "KernelArgumentError", "SCALED_MIN_D", "WIDE_MIN_D", "check_arguments", "class_name",
            "class_tag", "d_class", "kernel", "logprob_diag", "logprob_full", "logprob_tied",
            "pass_diag", "pass_missing", "pass_full", "pass_tied", "target_cpu", "_exp_neg", "_log_normal"]

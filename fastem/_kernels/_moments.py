@@ -228,7 +228,8 @@ def _accumulate_full(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s2):
 @overload(_accumulate_full,
           jit_options=dict(fastmath=FASTMATH, error_model="numpy"))
 def _accumulate_full_typed(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s2):
-    component = (_component_small, _component_weighted, _component_scaled)[_tag_class(tag)]
+    component = (_component_small, _component_weighted, _component_scaled,
+                 _component_scaled)[_tag_class(tag)]
 
     def impl(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s2):
         K = ref.shape[0]

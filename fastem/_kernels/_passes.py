@@ -110,6 +110,8 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
         diff = np.empty((d, block), dtype=X.dtype)
         acc = np.empty(block, dtype=X.dtype)
         acc2 = np.empty(block, dtype=X.dtype)
+        acc3 = np.empty(block, dtype=X.dtype)
+        acc4 = np.empty(block, dtype=X.dtype)
         maha = np.empty(block, dtype=X.dtype)
         lp = np.empty((K, block), dtype=X.dtype)
         wrow = np.empty(block)
@@ -130,8 +132,8 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
         for start in range(lo, hi, block):
             nb = min(block, hi - start)
             _load_block(X, start, nb, xt)
-            _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp,
-                                tag)
+            _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, acc3, acc4,
+                                maha, lp, tag)
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
             nbad += bb
@@ -294,13 +296,15 @@ def logprob_full(X, means, P, log_norm, ref2, proj, block, out, tag):
         diff = np.empty((d, block), dtype=X.dtype)
         acc = np.empty(block, dtype=X.dtype)
         acc2 = np.empty(block, dtype=X.dtype)
+        acc3 = np.empty(block, dtype=X.dtype)
+        acc4 = np.empty(block, dtype=X.dtype)
         maha = np.empty(block, dtype=X.dtype)
         lp = np.empty((K, block), dtype=X.dtype)
         start = b * block
         nb = min(block, n - start)
         _load_block(X, start, nb, xt)
-        _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, maha, lp,
-                            tag)
+        _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, acc3, acc4,
+                            maha, lp, tag)
         _store_logprob(lp, nb, start, out)
 
 
