@@ -85,6 +85,13 @@ def _blas_enter():
         _BLAS_STATE["users"] += 1
 
 
+def blas_limited():
+    """Whether BLAS runs on one thread now because a fit holds the limit (see
+    :func:`thread_limits`): a BLAS call then starts no threads that would
+    spin afterwards."""
+    return _BLAS_STATE["users"] > 0
+
+
 def _blas_exit():
     with _BLAS_LOCK:
         _BLAS_STATE["users"] -= 1
