@@ -5,7 +5,7 @@ responsibilities.  Plain ``@njit`` functions called by the kernels in
 """
 
 import numpy as np
-from numba import njit
+from numba import njit, types
 from numba.extending import overload
 
 from ._classes import DCLASS_SMALL, DCLASS_WIDE, _tag_class
@@ -93,7 +93,8 @@ def _logprob_block_full_typed(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, 
         def impl(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, acc3, acc4, maha, lp, tag):
             _centre_block(xt, nb, ref2, diff)
             _logprob_small(diff, nb, proj, P, log_norm, lp)
-    elif target_has_avx512() and _tag_class(tag) == DCLASS_WIDE:
+    elif (target_has_avx512() and _tag_class(tag) == DCLASS_WIDE
+          and diff.dtype == types.float64):
         def impl(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, acc3, acc4, maha, lp, tag):
             _centre_block(xt, nb, ref2, diff)
             _logprob_tri_four(diff, nb, proj, P, log_norm, acc, acc2, acc3, acc4, maha, lp)
@@ -290,10 +291,11 @@ def _make_logprob_tri(trip, four):
 # (one thread, rows of 128 points; Zen 4 with AVX-512 code and with AVX2 code
 # compiled for haswell):
 # - AVX-512 (32 vector registers): four columns at a time (a 4 x 4 tile) for
-#   the feature class of d >= WIDE_MIN_D (32): L (d=64) ran its E-step pass
-#   1.08x as fast (702 -> 651 ms, two threads), M (d=16) 0.97x, so fewer
-#   features keep two columns; a class of its own, so that fits of fewer
-#   features do not compile it (about 0.8 s of a first fit);
+#   float64 data of the feature class d >= WIDE_MIN_D (32): L (d=64) ran its
+#   E-step pass 1.05-1.08x as fast (696-702 -> 651-664 ms, two threads), M
+#   (d=16) 0.97x, L in float32 0.9x (424 -> 474 ms per iteration), so fewer
+#   features and float32 keep two columns; a class of its own, so that fits
+#   of fewer features do not compile it (about 0.8 s of a first fit);
 # - AVX2 (16 registers): two columns, and full blocks of FIXED_TRIP points
 #   (those of d > 8) in loops of a compile-time trip count, 1.24x (d=16) to
 #   1.6x (d=64) as fast as loops over nb (AVX-512 code: 0.97x).
