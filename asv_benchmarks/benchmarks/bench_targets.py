@@ -105,7 +105,8 @@ class TrackTargets:
         for dtype in ("float64", "float32"):
             X, K, init = workload(shape, "full", dtype)
             warm_up("fastem", X.shape[1], K, "full", dtype)
-            times[dtype] = _per_iter(lambda it: fastem_gm(K, "full", it, init), X)
+            times[dtype] = _per_iter(lambda it, K=K, init=init: fastem_gm(K, "full", it, init),
+                                     X)
         return _ratio(times["float64"], times["float32"])
 
     track_float32_speedup.params = (["M", "L"],)

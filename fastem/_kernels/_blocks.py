@@ -168,7 +168,6 @@ def _four_columns(diff, m, k, j, proj, P, acc, acc2, acc3, acc4, maha):
 def _no_columns(diff, m, k, j, proj, P, acc, acc2, acc3, acc4, maha):
     """Stands in for _four_columns in the variants without four-column tiles
     (so that they do not compile its loops)."""
-    return None
 
 
 def _make_logprob_tri(trip, four):

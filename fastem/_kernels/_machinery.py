@@ -38,34 +38,34 @@ def target_has_avx512():
     index includes the target CPU and its features.
     """
     if "avx512" not in _ISA:
-        from numba.core.registry import cpu_target
+        try:
+            from numba.core.registry import cpu_target
 
-        features = cpu_target.target_context.codegen()._get_host_cpu_features()
-        if features:
-            _ISA["avx512"] = "+avx512f" in features.split(",")
-        else:
-            # features left to the CPU's name (NUMBA_CPU_FEATURES=""): ask
-            # LLVM for the code of one 8-lane float64 operation
-            try:
+            features = cpu_target.target_context.codegen()._get_host_cpu_features()
+            if features:
+                _ISA["avx512"] = "+avx512f" in features.split(",")
+            else:
+                # features left to the CPU's name (NUMBA_CPU_FEATURES=""): ask
+                # LLVM for the code of one 8-lane float64 operation
                 _ISA["avx512"] = _probe_zmm()
-            except Exception:  # noqa: BLE001 - the AVX2 paths are valid on any target
-                _ISA["avx512"] = False
+        except Exception:  # noqa: BLE001 - Numba internals moved: the AVX2 paths are valid anywhere
+            _ISA["avx512"] = False
     return _ISA["avx512"]
 
 
 def _probe_zmm():
+    """Whether LLVM, for Numba's target, compiles an 8-lane float64 addition
+    to 512-bit registers (no pointers in the IR: any LLVM version parses it)."""
     import llvmlite.binding as ll
     from numba.core.registry import cpu_target
 
     codegen = cpu_target.target_context.codegen()
-    ir = ("define void @fastem_isa_probe(<8 x double>* %p) {\n"
-          "  %v = load <8 x double>, <8 x double>* %p\n"
-          "  %w = fadd <8 x double> %v, %v\n"
-          "  store <8 x double> %w, <8 x double>* %p\n  ret void\n}\n")
+    ir = ("define <8 x double> @fastem_isa_probe(<8 x double> %a, <8 x double> %b) {\n"
+          "  %c = fadd <8 x double> %a, %b\n"
+          "  ret <8 x double> %c\n}\n")
     mod = ll.parse_assembly(ir)
     mod.verify()
-    asm = codegen._tm.emit_assembly(mod)
-    return "zmm" in asm
+    return "zmm" in codegen._tm.emit_assembly(mod)
 
 
 
