@@ -154,8 +154,11 @@ def run_workload(tag, scale=1.0, dtype="float64", repeats=3, libraries=LIBRARIES
                             blas_threads=sklearn_blas_threads, estimator=estimator)
         sk["blas_threads"] = sklearn_blas_threads
         res["sklearn"] = sk
+        # NaN, not a negative ratio, where a differenced time is not positive
+        # (iterations too short for the timer's noise: a tiny --scale)
         res["speedup"] = (sk["ms_per_iter"] / fe["ms_per_iter"]
-                          if fe["ms_per_iter"] > 0 else float("nan"))
+                          if fe["ms_per_iter"] > 0 and sk["ms_per_iter"] > 0
+                          else float("nan"))
         j = min(m_fe, m_sk)
         a, b = fe["lower_bounds"][j], sk["lower_bounds"][j]
         res["loglik_iteration"] = j + 1
