@@ -349,77 +349,68 @@ class RespAccumulator:
             return
         K = self.ref.shape[0]
         size = task_rows(d)
-        if sample_weight is None:
-            # whole tasks at a time, as many as keep the group keys (task,
-            # label) 16-bit and the temporaries within CHUNK_ROWS rows
-            per = max(1, min(CHUNK_ROWS // size, (2**15 - 1) // K))
-            if per * K < 2**15:
-                for lo in range(0, n, per * size):
-                    hi = min(n, lo + per * size)
-                    self._add_unit_tasks(X[lo:hi], labels[lo:hi], size)
-                self.weight_sum += float(n)
-                self.n_rows += n
-                return
-        for lo, hi in self._tasks(n, d):
-            x = np.asarray(X[lo:hi], dtype=np.float64)
-            lab = labels[lo:hi]
-            w = None if sample_weight is None else np.asarray(sample_weight[lo:hi],
-                                                              dtype=np.float64)
-            a = 0
-            order = np.argsort(lab, kind="stable")
-            xs = np.take(x, order, axis=0)
-            ws = np.ones(hi - lo) if w is None else np.take(w, order)
-            for k, c in enumerate(np.bincount(lab, minlength=K).tolist()):
-                if c:
-                    self._add_component(k, xs[a:a + c], ws[a:a + c])
-                a += c
-            if self.covariance_type == "tied":
-                self._add_scatter(x, np.ones(hi - lo) if w is None else w)
+        # whole tasks at a time: as many as keep the group keys (task, label)
+        # 16-bit (a fast stable sort) and the temporaries within CHUNK_ROWS rows
+        per = max(1, min(CHUNK_ROWS // size, (2**15 - 1) // K))
+        for lo in range(0, n, per * size):
+            hi = min(n, lo + per * size)
+            self._add_tasks(X[lo:hi], labels[lo:hi], size,
+                            None if sample_weight is None else sample_weight[lo:hi])
         self.weight_sum += float(n) if sample_weight is None else float(np.sum(sample_weight))
         self.n_rows += n
 
-    def _add_unit_tasks(self, X, labels, size):
-        """add_hard of unit-weight rows X spanning whole tasks of ``size``
-        rows (the last may be partial), with the bits of one _add_component
-        per task and label, in task order: the rows are grouped by (task,
-        label) with one stable sort (row order kept inside a group), each
-        group's rows are summed in order, and each group's product is the
-        same general matrix product (the products by 1 skipped are exact)."""
+    def _add_tasks(self, X, labels, size, w=None):
+        """add_hard of rows X spanning whole tasks of ``size`` rows (the last
+        may be partial), with the bits of one _add_component per task and
+        label, in task order: the rows are grouped by (task, label) with one
+        stable sort (row order kept inside a group), and each group is added
+        as _add_component adds it (unit weights: without the products by 1,
+        which are exact)."""
         K = self.ref.shape[0]
         n = X.shape[0]
         ntasks = -(-n // size)
-        key = (np.arange(n) // size * K + labels).astype(np.int16)
-        order = np.argsort(key, kind="stable")
+        key = np.arange(n) // size * K + labels
+        order = np.argsort(key.astype(np.int16) if ntasks * K < 2**15 else key,
+                           kind="stable")
         counts = np.bincount(key, minlength=ntasks * K)
-        # the counts are integers: their float sums are exact in any order
-        self.nk += counts.reshape(ntasks, K).sum(axis=0).astype(np.float64)
         x = np.asarray(X, dtype=np.float64)
-        # np.take: the same rows as fancy indexing, a third of its time
-        diff = np.take(x, order, axis=0)
-        diff -= np.take(self.ref, np.take(labels, order), axis=0)
         present = np.flatnonzero(counts)
         groups = list(zip((present % K).tolist(), (np.cumsum(counts) - counts)[present].tolist(),
                           counts[present].tolist()))
-        # (np.add.reduceat would sum a group in another order than sum(axis=0)
-        # of the weighted path, which unit weights must reproduce bit for bit)
-        for k, a, c in groups:
-            self.s1[k] += diff[a:a + c].sum(axis=0)
-        ct = self.covariance_type
-        if ct == "full":
-            # a copy as the left factor: NumPy would take diff.T @ diff for a
-            # symmetric product (syrk), whose rounding differs from the
-            # general product of the weighted path
-            left = diff.copy()
+        if w is not None:
+            w = np.asarray(w, dtype=np.float64)
+            # np.take: the same rows as fancy indexing, a third of its time
+            xs = np.take(x, order, axis=0)
+            ws = np.take(w, order)
             for k, a, c in groups:
-                self.s2[k] += left[a:a + c].T @ diff[a:a + c]
-        elif ct in ("diag", "spherical"):
-            sq = diff * diff
+                self._add_component(k, xs[a:a + c], ws[a:a + c])
+        else:
+            # the counts are integers: their float sums are exact in any order
+            self.nk += counts.reshape(ntasks, K).sum(axis=0).astype(np.float64)
+            diff = np.take(x, order, axis=0)
+            diff -= np.take(self.ref, np.take(labels, order), axis=0)
+            # (np.add.reduceat would sum a group in another order than
+            # sum(axis=0) of the weighted path, which unit weights must
+            # reproduce bit for bit)
             for k, a, c in groups:
-                self.s2[k] += sq[a:a + c].sum(axis=0)
-        else:  # tied: the scatter of each task around ref2, in task order
+                self.s1[k] += diff[a:a + c].sum(axis=0)
+            ct = self.covariance_type
+            if ct == "full":
+                # a copy as the left factor: NumPy would take diff.T @ diff for
+                # a symmetric product (syrk), whose rounding differs from the
+                # general product of the weighted path
+                left = diff.copy()
+                for k, a, c in groups:
+                    self.s2[k] += left[a:a + c].T @ diff[a:a + c]
+            elif ct in ("diag", "spherical"):
+                sq = diff * diff
+                for k, a, c in groups:
+                    self.s2[k] += sq[a:a + c].sum(axis=0)
+        if self.covariance_type == "tied":
+            # the scatter of each task around ref2, in task order
             for lo in range(0, n, size):
                 hi = min(n, lo + size)
-                self._add_scatter(x[lo:hi], np.ones(hi - lo))
+                self._add_scatter(x[lo:hi], np.ones(hi - lo) if w is None else w[lo:hi])
 
     def _add_component(self, k, x, g):
         """Rows x (float64) with responsibilities g for component k."""
