@@ -39,8 +39,9 @@ def announce(kernel_name, dtype):
     if not getattr(_state, "on", False):
         return
     family = {"pass_full": "full", "logprob_full": "full", "pass_tied": "tied",
-              "logprob_tied": "tied", "pass_diag": "diag/spherical",
-              "logprob_diag": "diag/spherical",
+              "logprob_tied": "tied", "pass_diag": "diag",
+              "logprob_diag": "diag", "pass_spherical": "spherical",
+              "logprob_spherical": "spherical",
               "pass_missing": "rows with missing values (full/tied)"}.get(kernel_name,
                                                                           kernel_name)
     key = (family, np.dtype(dtype).name)

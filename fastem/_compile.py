@@ -37,7 +37,8 @@ __all__ = ["compile", "status", "cache_dir"]
 
 # kernel families by covariance type: (E-step + statistics, E-step only)
 _FAMILY = {"full": ("pass_full", "logprob_full"), "tied": ("pass_tied", "logprob_tied"),
-           "diag": ("pass_diag", "logprob_diag"), "spherical": ("pass_diag", "logprob_diag")}
+           "diag": ("pass_diag", "logprob_diag"),
+           "spherical": ("pass_spherical", "logprob_spherical")}
 # covariance types whose rows with missing values (NaN) have a kernel of their
 # own (pass_missing, float64 only, compiled only when such rows arrive)
 _MISSING_TYPES = ("full", "tied")

@@ -82,8 +82,9 @@ def mixture_reference(params, dtype):
 
 def projection(params, ref2, dtype):
     """(mu_k - ref2) projected by the precision factor of component k, (K, d):
-    P_k^T (mu_k - ref2) for full and tied, (mu_k - ref2) * p_k for diag and
-    spherical.  The E-step forms P_k^T (x - ref2) - proj_k = P_k^T (x - mu_k)."""
+    P_k^T (mu_k - ref2) for full and tied, (mu_k - ref2) * p_k for diag; the
+    E-step forms P_k^T (x - ref2) - proj_k = P_k^T (x - mu_k).  Spherical:
+    mu_k - ref2 itself (the kernels form |x - mu_k|^2 and scale it after)."""
     centred = params.means - np.asarray(ref2, dtype=np.float64)
     pc = np.asarray(params.precisions_cholesky)
     ct = params.covariance_type
@@ -94,7 +95,9 @@ def projection(params, ref2, dtype):
     elif ct == "diag":
         proj = centred * pc
     else:
-        proj = centred * pc[:, None]
+        # the spherical kernels take the centred means unscaled (they keep
+        # the squared distances for the second moments)
+        proj = centred
     return _own(proj, dtype)
 
 
@@ -217,6 +220,8 @@ class StatsAccumulator:
             k.pass_full(*args, k.class_tag(X.shape[1]))
         elif ct == "tied":
             k.pass_tied(*args)
+        elif ct == "spherical":
+            k.pass_spherical(*args)
         else:
             k.pass_diag(*args)
 
@@ -552,6 +557,8 @@ def weighted_log_prob(X, params, out=None, missing=False):
         k.logprob_full(*args, k.class_tag(d))
     elif ct == "tied":
         k.logprob_tied(*args)
+    elif ct == "spherical":
+        k.logprob_spherical(*args)
     else:
         k.logprob_diag(*args)
     return out

@@ -9,7 +9,10 @@ Dask) exchange with the kernels:
   ``sum_n r_nk (x_n - ref_k)``;
 - ``s2``: second moments, around ``ref`` for the 'full' (K, d, d), 'diag' and
   'spherical' (K, d) types, and the weighted total scatter around ``ref2``
-  (d,) for 'tied' (d, d);
+  (d,) for 'tied' (d, d).  For 'spherical' only each row's sum over the
+  features is a statistic (``s2.sum(axis=1)``, the second moment around
+  ``ref_k`` summed over the features): the spherical kernel puts the whole
+  sum in column 0, other producers spread it over the features;
 - ``loglik``: sum of weighted per-row log-likelihoods under the parameters of
   the pass, ``weight_sum`` the sum of row weights, ``n_rows`` the row count.
 
@@ -309,7 +312,13 @@ class SuffStats:
             cov = 0.5 * (cov + cov.T)
             cov.flat[:: d + 1] += reg_covar
         else:
-            var = (self.s2 - self.s1**2 / safe[:, None]) / nk_eps[:, None]
+            s2, s1sq = self.s2, self.s1**2
+            xbar2 = (self.ref + self.s1 / safe[:, None])**2
+            if ct == "spherical":
+                # only the sums over the features count (the spherical kernel
+                # puts a component's whole second moment in column 0)
+                s2, s1sq, xbar2 = (a.sum(axis=1, keepdims=True) for a in (s2, s1sq, xbar2))
+            var = (s2 - s1sq / safe[:, None]) / nk_eps[:, None]
             # the centred form cannot be negative, but rounding may give -0
             var = np.maximum(var, 0.0)
             # scikit-learn's E[x^2] - mean^2 with both over nk + 10 eps equals
@@ -317,8 +326,9 @@ class SuffStats:
             # bias far below the variance's last bit unless the variance is
             # ~0 (a component on one row), where it keeps the variance
             # positive as scikit-learn's does (its issue 18216)
-            xbar = self.ref + self.s1 / safe[:, None]
-            var += (nk * (nk_eps - nk) / nk_eps**2)[:, None] * xbar**2
+            var += (nk * (nk_eps - nk) / nk_eps**2)[:, None] * xbar2
+            if ct == "spherical":
+                var = var[:, 0] / d
             var += reg_covar
-            cov = var if ct == "diag" else var.mean(axis=1)
+            cov = var
         return nk_eps, means, cov

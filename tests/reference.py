@@ -174,6 +174,14 @@ def stats(X, resp_w, ref, covariance_type, ref2=None, sample_weight=None):
     return nk, s1, s2
 
 
+def s2_statistic(s2, covariance_type):
+    """What of an s2 layout is a statistic: all of it, except for
+    'spherical', where only the sums over the features are (fastem's
+    spherical kernel puts each component's whole sum in column 0)."""
+    s2 = np.asarray(s2, dtype=np.float64)
+    return s2.sum(axis=1) if covariance_type == "spherical" else s2
+
+
 def m_step(X, resp_w, reg_covar, covariance_type):
     """Two-pass centred M-step with scikit-learn's conventions.
 

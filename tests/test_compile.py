@@ -74,7 +74,7 @@ def test_first_fit_says_it_compiles_once(tmp_path):
     out = _run(FIT_DIAG.replace("VERBOSE", "1"), env)
     lines = [ln for ln in out.stderr.splitlines() if "compiling kernels" in ln]
     assert lines == [
-        "fastem: compiling kernels for diag/spherical/float64, once per install and CPU "
+        "fastem: compiling kernels for diag/float64, once per install and CPU "
         "(a few seconds; 'fastem compile' does it ahead of time)..."]
     # without verbose, a library call prints nothing
     env2 = {"NUMBA_CACHE_DIR": str(tmp_path / "cache2")}

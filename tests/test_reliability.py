@@ -137,7 +137,7 @@ def _pass_args(ct, n=600, d=4, K_=3, dtype=np.float64):
     elif ct == "tied":
         P = np.eye(d, dtype=dtype)[None]
         s2 = np.zeros((1, d, d))
-    else:
+    else:  # diag and spherical
         P = np.ones((K_, d), dtype=dtype)
         s2 = np.zeros((K_, d))
     args = [X, np.empty(0), np.zeros((K_, d), dtype=dtype), P, np.zeros(K_),
@@ -145,7 +145,8 @@ def _pass_args(ct, n=600, d=4, K_=3, dtype=np.float64):
             np.zeros(K_), np.zeros((K_, d)), s2, np.zeros(2)]
     if ct == "full":
         args.append(K.class_tag(d))
-    kern = {"full": K.pass_full, "tied": K.pass_tied, "diag": K.pass_diag}[ct]
+    kern = {"full": K.pass_full, "tied": K.pass_tied, "diag": K.pass_diag,
+            "spherical": K.pass_spherical}[ct]
     return kern, args
 
 
@@ -170,7 +171,7 @@ def _mutations(ct):
          if ct == "full" else [])
 
 
-@pytest.mark.parametrize("ct", ["full", "tied", "diag"])
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
 def test_kernels_refuse_inconsistent_arguments(ct):
     """Memory safety by construction: every shape is checked against the
     others in Python before a kernel runs (defect 1's root cause was a width

@@ -45,9 +45,10 @@ from ._machinery import (CACHE, FASTMATH, KernelArgumentError, check_arguments, 
                          target_cpu)
 from ._math import _exp_neg, _log_normal
 from ._incomplete import pass_missing
-from ._passes import logprob_diag, logprob_full, logprob_tied, pass_diag, pass_full, pass_tied
+from ._passes import (logprob_diag, logprob_full, logprob_spherical, logprob_tied, pass_diag,
+                      pass_full, pass_spherical, pass_tied)
 
 __all__ = ["compile_in_child", "start_in_child", "variant_key", "CACHE", "DCLASS_SCALED", "DCLASS_SMALL", "DCLASS_WEIGHTED", "DCLASS_WIDE", "FASTMATH",
            "KernelArgumentError", "SCALED_MIN_D", "WIDE_MIN_D", "check_arguments", "class_name",
-           "class_tag", "d_class", "kernel", "logprob_diag", "logprob_full", "logprob_tied",
-           "pass_diag", "pass_missing", "pass_full", "pass_tied", "target_cpu", "_exp_neg", "_log_normal"]
+           "class_tag", "d_class", "kernel", "logprob_diag", "logprob_full", "logprob_spherical",
+           "logprob_tied", "pass_diag", "pass_missing", "pass_full", "pass_spherical", "pass_tied", "target_cpu", "_exp_neg", "_log_normal"]

@@ -373,8 +373,9 @@ def _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, maha, lp):
     (mu_k - ref2) p_k: one multiply-add and one square per term, on rows
     centred once per block at ref2 (the mixture mean).
 
-    Four features per sweep over the points: five loads and one store feed
-    four squared terms.
+    Tiles of two components x four features: four loads of the rows feed
+    eight squared terms, summed in lp itself (maha is unused).  Every
+    component's sum has the same order, paired or not.
     """
     K, d = proj.shape
     for i in range(d):
@@ -383,7 +384,58 @@ def _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, maha, lp):
             diff[i, r] = xt[i, r] - m
     for k in range(K):
         for r in range(nb):
-            maha[r] = 0.0
+            lp[k, r] = 0.0
+    k = 0
+    while k + 1 < K:
+        j = k + 1
+        i = 0
+        while i + 3 < d:
+            m0 = proj[k, i]
+            m1 = proj[k, i + 1]
+            m2 = proj[k, i + 2]
+            m3 = proj[k, i + 3]
+            p0 = prec[k, i]
+            p1 = prec[k, i + 1]
+            p2 = prec[k, i + 2]
+            p3 = prec[k, i + 3]
+            n0 = proj[j, i]
+            n1 = proj[j, i + 1]
+            n2 = proj[j, i + 2]
+            n3 = proj[j, i + 3]
+            q0 = prec[j, i]
+            q1 = prec[j, i + 1]
+            q2 = prec[j, i + 2]
+            q3 = prec[j, i + 3]
+            for r in range(nb):
+                x0 = diff[i, r]
+                x1 = diff[i + 1, r]
+                x2 = diff[i + 2, r]
+                x3 = diff[i + 3, r]
+                t0 = x0 * p0 - m0
+                t1 = x1 * p1 - m1
+                t2 = x2 * p2 - m2
+                t3 = x3 * p3 - m3
+                u0 = x0 * q0 - n0
+                u1 = x1 * q1 - n1
+                u2 = x2 * q2 - n2
+                u3 = x3 * q3 - n3
+                lp[k, r] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
+                lp[j, r] += (u0 * u0 + u1 * u1) + (u2 * u2 + u3 * u3)
+            i += 4
+        while i < d:
+            m0 = proj[k, i]
+            p0 = prec[k, i]
+            n0 = proj[j, i]
+            q0 = prec[j, i]
+            for r in range(nb):
+                x0 = diff[i, r]
+                t0 = x0 * p0 - m0
+                u0 = x0 * q0 - n0
+                lp[k, r] += t0 * t0
+                lp[j, r] += u0 * u0
+            i += 1
+        k += 2
+    if k < K:
         i = 0
         while i + 3 < d:
             m0 = proj[k, i]
@@ -399,18 +451,108 @@ def _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, maha, lp):
                 t1 = diff[i + 1, r] * p1 - m1
                 t2 = diff[i + 2, r] * p2 - m2
                 t3 = diff[i + 3, r] * p3 - m3
-                maha[r] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
+                lp[k, r] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
             i += 4
         while i < d:
             m0 = proj[k, i]
             p0 = prec[k, i]
             for r in range(nb):
                 t0 = diff[i, r] * p0 - m0
-                maha[r] += t0 * t0
+                lp[k, r] += t0 * t0
             i += 1
+    for k in range(K):
         c = log_norm[k]
         for r in range(nb):
-            lp[k, r] = c - 0.5 * maha[r]
+            lp[k, r] = c - 0.5 * lp[k, r]
+
+
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
+def _logprob_block_spherical(xt, nb, ref2, cen, prec, log_norm, diff, dist, lp):
+    """One variance per component: dist[k] = sum_i (x_i - mu_ki)^2, formed as
+    ((x_i - ref2_i) - cen_ki)^2 with cen_k = mu_k - ref2 on rows centred once
+    per block, and lp[k] = log_norm[k] - 0.5 p_k^2 dist[k] (p_k = prec[k, 0],
+    the square root of the precision).
+
+    The squared distances themselves are kept (dist, K x block): the
+    component's second moment is then sum_r resp dist, one multiply-add per
+    row instead of two per feature (:func:`._moments._accumulate_spherical`).
+    Tiles of two components x four features: four loads of the rows feed
+    eight terms (1.3-1.6x as fast as one component at a time, AVX2 and
+    AVX-512); every component's sum has the same order, paired or not.
+    """
+    K, d = cen.shape
+    for i in range(d):
+        m = ref2[i]
+        for r in range(nb):
+            diff[i, r] = xt[i, r] - m
+    for k in range(K):
+        for r in range(nb):
+            dist[k, r] = 0.0
+    k = 0
+    while k + 1 < K:
+        i = 0
+        while i + 3 < d:
+            a0 = cen[k, i]
+            a1 = cen[k, i + 1]
+            a2 = cen[k, i + 2]
+            a3 = cen[k, i + 3]
+            b0 = cen[k + 1, i]
+            b1 = cen[k + 1, i + 1]
+            b2 = cen[k + 1, i + 2]
+            b3 = cen[k + 1, i + 3]
+            for r in range(nb):
+                x0 = diff[i, r]
+                x1 = diff[i + 1, r]
+                x2 = diff[i + 2, r]
+                x3 = diff[i + 3, r]
+                t0 = x0 - a0
+                t1 = x1 - a1
+                t2 = x2 - a2
+                t3 = x3 - a3
+                u0 = x0 - b0
+                u1 = x1 - b1
+                u2 = x2 - b2
+                u3 = x3 - b3
+                dist[k, r] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
+                dist[k + 1, r] += (u0 * u0 + u1 * u1) + (u2 * u2 + u3 * u3)
+            i += 4
+        while i < d:
+            a0 = cen[k, i]
+            b0 = cen[k + 1, i]
+            for r in range(nb):
+                x0 = diff[i, r]
+                t0 = x0 - a0
+                u0 = x0 - b0
+                dist[k, r] += t0 * t0
+                dist[k + 1, r] += u0 * u0
+            i += 1
+        k += 2
+    if k < K:
+        i = 0
+        while i + 3 < d:
+            a0 = cen[k, i]
+            a1 = cen[k, i + 1]
+            a2 = cen[k, i + 2]
+            a3 = cen[k, i + 3]
+            for r in range(nb):
+                t0 = diff[i, r] - a0
+                t1 = diff[i + 1, r] - a1
+                t2 = diff[i + 2, r] - a2
+                t3 = diff[i + 3, r] - a3
+                dist[k, r] += (t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3)
+            i += 4
+        while i < d:
+            a0 = cen[k, i]
+            for r in range(nb):
+                t0 = diff[i, r] - a0
+                dist[k, r] += t0 * t0
+            i += 1
+    for k in range(K):
+        c = log_norm[k]
+        p = prec[k, 0]
+        h = 0.5 * (p * p)
+        for r in range(nb):
+            lp[k, r] = c - h * dist[k, r]
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")

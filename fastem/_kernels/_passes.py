@@ -1,8 +1,8 @@
 """The parallel kernels: one E-step + statistics pass per covariance family
-(``pass_full``, ``pass_tied``, ``pass_diag``) and the E-step only
-(``logprob_*``).
+(``pass_full``, ``pass_tied``, ``pass_diag``, ``pass_spherical``) and the
+E-step only (``logprob_*``).
 
-The six kernels repeat the same frame (a ``prange`` over fixed tasks, the
+The eight kernels repeat the same frame (a ``prange`` over fixed tasks, the
 task's scratch, the ordered merge) on purpose: Numba compiles, caches and
 parallelises per top-level function, and each family's frame allocates its
 own scratch (the tied type's whitened rows, the full type's partial sums),
@@ -15,10 +15,10 @@ import numpy as np
 from numba import njit, prange, types
 
 from ._blocks import (_load_block, _logprob_block_diag, _logprob_block_full,
-                      _logprob_block_tied, _normalise_block)
+                      _logprob_block_spherical, _logprob_block_tied, _normalise_block)
 from ._machinery import CACHE, FASTMATH, HELPER_CACHE, _arr, kernel
-from ._moments import (_accumulate_diag, _accumulate_full, _accumulate_tied, _merge_tasks,
-                       _zero_task)
+from ._moments import (_accumulate_diag, _accumulate_full, _accumulate_spherical,
+                       _accumulate_tied, _merge_tasks, _zero_task)
 
 _f8 = types.float64
 _i8 = types.int64
@@ -250,6 +250,58 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
     _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
 
 
+@kernel(_sig_pass_diag, parallel=True, cache=CACHE, fastmath=FASTMATH,
+        shapes=("n d", "n|0", "K d", "K d", "K", "d", "K d", "block", "task", "K", "K d",
+                "K d", "2"))
+def pass_spherical(X, w, means, prec, log_norm, ref2, cen, block, task_rows, out_nk, out_s1,
+                   out_s2, out_ll):
+    """One EM pass for the spherical covariance type.
+
+    The arguments of pass_diag, except: prec (K, d) holds each component's
+    square root of the precision broadcast over d (only column 0 is read),
+    and cen = means - ref2, not scaled by it.  out_s2 (K, d) receives the
+    second moments around the means summed over the features, in column 0.
+    """
+    n, d = X.shape
+    K = means.shape[0]
+    has_w = w.shape[0] > 0
+    ntasks = (n + task_rows - 1) // task_rows
+    p_nk = np.empty((ntasks, K))
+    p_s1 = np.empty((ntasks, K, d))
+    p_s2 = np.empty((ntasks, K, d))
+    p_ll = np.empty(ntasks)
+    p_bad = np.empty(ntasks, dtype=np.int64)
+    for t in prange(ntasks):
+        xt = np.empty((d, block), dtype=X.dtype)
+        diff = np.empty((d, block), dtype=X.dtype)
+        dist = np.empty((K, block), dtype=X.dtype)
+        lp = np.empty((K, block), dtype=X.dtype)
+        wrow = np.empty(block)
+        mx = np.empty(block, dtype=X.dtype)
+        ssum = np.empty(block, dtype=X.dtype)
+        tot = np.empty(K)
+        zero = np.zeros(1, dtype=X.dtype)[0]
+        lo = t * task_rows
+        hi = min(n, lo + task_rows)
+        ll = 0.0
+        nbad = 0
+        nk_t = p_nk[t]
+        s1_t = p_s1[t]
+        s2_t = p_s2[t]
+        _zero_task(nk_t, s1_t, s2_t)
+        for start in range(lo, hi, block):
+            nb = min(block, hi - start)
+            _load_block(X, start, nb, xt)
+            _logprob_block_spherical(xt, nb, ref2, cen, prec, log_norm, diff, dist, lp)
+            bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
+            ll += bl
+            nbad += bb
+            _accumulate_spherical(diff, nb, lp, cen, dist, tot, zero, nk_t, s1_t, s2_t)
+        p_ll[t] = ll
+        p_bad[t] = nbad
+    _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
+
+
 # ---------------------------------------------------------------------------
 # E-step only: per-row, per-component weighted log densities
 # ---------------------------------------------------------------------------
@@ -345,4 +397,24 @@ def logprob_diag(X, means, prec, log_norm, ref2, proj, block, out):
         nb = min(block, n - start)
         _load_block(X, start, nb, xt)
         _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, maha, lp)
+        _store_logprob(lp, nb, start, out)
+
+
+@kernel(_sig_logprob_diag, parallel=True, cache=CACHE, fastmath=FASTMATH,
+        shapes=("n d", "K d", "K d", "K", "d", "K d", "block", "n K"))
+def logprob_spherical(X, means, prec, log_norm, ref2, cen, block, out):
+    """out[n, k] = log w_k + log N(x_n | mu_k, sigma_k^2 I) (prec and cen as in
+    pass_spherical)."""
+    n, d = X.shape
+    K = means.shape[0]
+    nblocks = (n + block - 1) // block
+    for b in prange(nblocks):
+        xt = np.empty((d, block), dtype=X.dtype)
+        diff = np.empty((d, block), dtype=X.dtype)
+        dist = np.empty((K, block), dtype=X.dtype)
+        lp = np.empty((K, block), dtype=X.dtype)
+        start = b * block
+        nb = min(block, n - start)
+        _load_block(X, start, nb, xt)
+        _logprob_block_spherical(xt, nb, ref2, cen, prec, log_norm, diff, dist, lp)
         _store_logprob(lp, nb, start, out)
