@@ -58,6 +58,32 @@ def test_measured_rates_are_positive_and_plausible():
     assert bench.measure_read_bandwidth(1, repeats=1) > 1e8
 
 
+def test_fma_probe_calls_last_long_enough_to_overlap(monkeypatch):
+    # Threads start a fraction of a millisecond apart: with 3 ms calls (AVX2
+    # code at FMA_ITERS) two threads measured no faster than one.  The probe
+    # lengthens its calls to FMA_SECONDS; a stand-in loop of 1 us per unit
+    # records the lengths it is given.
+    import time
+
+    from fastem.bench import _roofline as R
+
+    calls = []
+
+    def fake(n):
+        calls.append(n)
+        time.sleep(n * 1e-9)
+        return 0.0
+
+    monkeypatch.setattr(R, "_fma_function", lambda dtype: (fake, 4))
+    monkeypatch.setattr(R, "FMA_SECONDS", 0.02)
+    rate = R.measure_fma_rate("float64", threads=2, repeats=2)
+    timed = calls[2:]  # after the warm-up and the calibration call
+    assert len(timed) == 4
+    assert all(n * 1e-9 >= 0.02 for n in timed), calls
+    # the rate counts every thread's FMAs over the wall time of both
+    assert 0 < rate <= 2 * timed[0] * R.FMA_CHAINS * 4 / 0.02
+
+
 def test_native_blas_env_unsets_only_the_pinning_variables():
     env, unset = _machine.native_blas_env(
         {"OPENBLAS_CORETYPE": "Haswell", "OPENBLAS_L2_SIZE": "512", "PATH": "/bin"})

@@ -30,8 +30,10 @@ import numpy as np
 #: Independent vector FMA chains in the microbenchmark loop (>= latency x pipes
 #: = 4 x 2 on current x86 cores; fits 16 ymm registers with the two operands).
 FMA_CHAINS = 12
-#: Vector FMAs per chain per call of the loop.
+#: Vector FMAs per chain per call of the loop (a unit: the calls are made
+#: long enough to last FMA_SECONDS).
 FMA_ITERS = 2_000_000
+FMA_SECONDS = 0.1
 BANDWIDTH_BYTES = 256 * 2 ** 20
 EXP_N = 2048            # float64 values per thread (16 KiB: stays in L1)
 EXP_REPS = 4000
@@ -150,10 +152,17 @@ def measure_fma_rate(dtype="float64", threads=1, repeats=REPEATS):
     of ``threads`` concurrent copies of the FMA loop; the best of ``repeats``."""
     fn, lanes = _fma_function(np.dtype(dtype).name)
     fn(1000)
-    per_call = FMA_ITERS * FMA_CHAINS * lanes
+    # calls of at least FMA_SECONDS each: the threads start a fraction of a
+    # millisecond apart (more on a busy virtual machine), which in a call of
+    # 3 ms (FMA_ITERS of AVX2 code) made two threads look no faster than one
+    t0 = time.perf_counter()
+    fn(FMA_ITERS)
+    one = time.perf_counter() - t0
+    iters = FMA_ITERS * max(1, int(np.ceil(FMA_SECONDS / max(one, 1e-6))))
+    per_call = iters * FMA_CHAINS * lanes
     best = 0.0
     for _ in range(repeats):
-        wall = _run_threads(lambda: fn(FMA_ITERS), threads)
+        wall = _run_threads(lambda: fn(iters), threads)
         best = max(best, threads * per_call / wall)
     return best
 
