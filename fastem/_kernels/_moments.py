@@ -335,9 +335,9 @@ def _accumulate_diag(xt, nb, resp, ref, rf, zero, nk, s1, s2):
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
-def _spherical_one(diff, nb, resp, k, cen, dist, zero, tot, s1, s2):
+def _spherical_one(diff, nb, resp, k, means, ref2, dist, zero, tot, s1, s2):
     """_accumulate_spherical for component k alone."""
-    d = cen.shape[1]
+    d = means.shape[1]
     q = zero
     for r in range(nb):
         q += resp[k, r] * dist[k, r]
@@ -354,33 +354,41 @@ def _spherical_one(diff, nb, resp, k, cen, dist, zero, tot, s1, s2):
             a1 += g * diff[i + 1, r]
             a2 += g * diff[i + 2, r]
             a3 += g * diff[i + 3, r]
-        s1[k, i] += a0 - tot * cen[k, i]
-        s1[k, i + 1] += a1 - tot * cen[k, i + 1]
-        s1[k, i + 2] += a2 - tot * cen[k, i + 2]
-        s1[k, i + 3] += a3 - tot * cen[k, i + 3]
+        _shift_first(s1, k, i, a0, tot, means, ref2)
+        _shift_first(s1, k, i + 1, a1, tot, means, ref2)
+        _shift_first(s1, k, i + 2, a2, tot, means, ref2)
+        _shift_first(s1, k, i + 3, a3, tot, means, ref2)
         i += 4
     while i < d:
         a0 = zero
         for r in range(nb):
             a0 += resp[k, r] * diff[i, r]
-        s1[k, i] += a0 - tot * cen[k, i]
+        _shift_first(s1, k, i, a0, tot, means, ref2)
         i += 1
 
 
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _shift_first(s1, k, i, a, tot, means, ref2):
+    """s1[k, i] += a - tot (mu_ki - ref2_i): a first moment around ref2 added
+    around the mean (the difference in float64)."""
+    s1[k, i] += a - tot * (np.float64(means[k, i]) - np.float64(ref2[i]))
+
+
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
-def _accumulate_spherical(diff, nb, resp, cen, dist, tot, zero, nk, s1, s2):
+def _accumulate_spherical(diff, nb, resp, means, ref2, dist, tot, zero, nk, s1, s2):
     """Add one block's statistics to (nk, s1, s2) for the spherical type, from
     the rows centred at ref2 (diff) and the squared distances to the means
-    (dist) of :func:`._blocks._logprob_block_spherical`:
-    s1[k, i] = sum_r resp (x_i - mu_ki) = sum_r resp diff_i - (sum_r resp)
-    cen_ki, and s2[k, 0] = sum_r resp |x - mu_k|^2, the whole second moment
-    in the first column (the M-step of this type reads only the sums over
-    features of s2, see SuffStats).  One multiply-add per feature and row
-    instead of the diagonal type's subtraction and two (pairs of components
-    sharing the loads of the rows ran no faster); block sums in the data's precision (zero of that type), the shift
-    by cen in float64.  tot (float64, K) is scratch for the weight sums.
+    (dist = |x - mu_k|^2) of :func:`._blocks._logprob_block_spherical`: s1[k, i] = sum_r resp
+    (x_i - mu_ki) = sum_r resp diff_i - (sum_r resp) (mu_ki - ref2_i), and
+    s2[k, 0] = sum_r resp |x - mu_k|^2, the whole second moment in the first
+    column (the M-step of this type reads only the sums over features of s2,
+    see SuffStats).  One multiply-add per feature and row instead of the
+    diagonal type's subtraction and two (pairs of components sharing the
+    loads of the rows ran no faster); block sums in the data's precision
+    (zero of that type), the shifts in float64.  tot (float64, K) is scratch
+    for the weight sums.
     """
-    K = cen.shape[0]
+    K = means.shape[0]
     for k in range(K):
         t = 0.0
         for r in range(nb):
@@ -389,7 +397,7 @@ def _accumulate_spherical(diff, nb, resp, cen, dist, tot, zero, nk, s1, s2):
         nk[k] += t
     for k in range(K):
         if tot[k] != 0.0:
-            _spherical_one(diff, nb, resp, k, cen, dist, zero, tot[k], s1, s2)
+            _spherical_one(diff, nb, resp, k, means, ref2, dist, zero, tot[k], s1, s2)
 
 
 @njit(cache=HELPER_CACHE, error_model="numpy")

@@ -222,7 +222,6 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
     for t in prange(ntasks):
         xt = np.empty((d, block), dtype=X.dtype)
         diff = np.empty((d, block), dtype=X.dtype)
-        maha = np.empty(block, dtype=X.dtype)
         lp = np.empty((K, block), dtype=X.dtype)
         wrow = np.empty(block)
         mx = np.empty(block, dtype=X.dtype)
@@ -240,7 +239,7 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
         for start in range(lo, hi, block):
             nb = min(block, hi - start)
             _load_block(X, start, nb, xt)
-            _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, maha, lp)
+            _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, lp)
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
             nbad += bb
@@ -253,13 +252,13 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
 @kernel(_sig_pass_diag, parallel=True, cache=CACHE, fastmath=FASTMATH,
         shapes=("n d", "n|0", "K d", "K d", "K", "d", "K d", "block", "task", "K", "K d",
                 "K d", "2"))
-def pass_spherical(X, w, means, prec, log_norm, ref2, cen, block, task_rows, out_nk, out_s1,
-                   out_s2, out_ll):
+def pass_spherical(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
+                   out_s1, out_s2, out_ll):
     """One EM pass for the spherical covariance type.
 
     The arguments of pass_diag, except: prec (K, d) holds each component's
     square root of the precision broadcast over d (only column 0 is read),
-    and cen = means - ref2, not scaled by it.  out_s2 (K, d) receives the
+    and proj = means - ref2, not scaled by it.  out_s2 (K, d) receives the
     second moments around the means summed over the features, in column 0.
     """
     n, d = X.shape
@@ -292,11 +291,11 @@ def pass_spherical(X, w, means, prec, log_norm, ref2, cen, block, task_rows, out
         for start in range(lo, hi, block):
             nb = min(block, hi - start)
             _load_block(X, start, nb, xt)
-            _logprob_block_spherical(xt, nb, ref2, cen, prec, log_norm, diff, dist, lp)
+            _logprob_block_spherical(xt, nb, ref2, proj, prec, log_norm, diff, dist, lp)
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
             nbad += bb
-            _accumulate_spherical(diff, nb, lp, cen, dist, tot, zero, nk_t, s1_t, s2_t)
+            _accumulate_spherical(diff, nb, lp, means, ref2, dist, tot, zero, nk_t, s1_t, s2_t)
         p_ll[t] = ll
         p_bad[t] = nbad
     _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
@@ -391,20 +390,19 @@ def logprob_diag(X, means, prec, log_norm, ref2, proj, block, out):
     for b in prange(nblocks):
         xt = np.empty((d, block), dtype=X.dtype)
         diff = np.empty((d, block), dtype=X.dtype)
-        maha = np.empty(block, dtype=X.dtype)
         lp = np.empty((K, block), dtype=X.dtype)
         start = b * block
         nb = min(block, n - start)
         _load_block(X, start, nb, xt)
-        _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, maha, lp)
+        _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, lp)
         _store_logprob(lp, nb, start, out)
 
 
 @kernel(_sig_logprob_diag, parallel=True, cache=CACHE, fastmath=FASTMATH,
         shapes=("n d", "K d", "K d", "K", "d", "K d", "block", "n K"))
-def logprob_spherical(X, means, prec, log_norm, ref2, cen, block, out):
-    """out[n, k] = log w_k + log N(x_n | mu_k, sigma_k^2 I) (prec and cen as in
-    pass_spherical)."""
+def logprob_spherical(X, means, prec, log_norm, ref2, proj, block, out):
+    """out[n, k] = log w_k + log N(x_n | mu_k, sigma_k^2 I) (prec and proj as
+    in pass_spherical)."""
     n, d = X.shape
     K = means.shape[0]
     nblocks = (n + block - 1) // block
@@ -416,5 +414,5 @@ def logprob_spherical(X, means, prec, log_norm, ref2, cen, block, out):
         start = b * block
         nb = min(block, n - start)
         _load_block(X, start, nb, xt)
-        _logprob_block_spherical(xt, nb, ref2, cen, prec, log_norm, diff, dist, lp)
+        _logprob_block_spherical(xt, nb, ref2, proj, prec, log_norm, diff, dist, lp)
         _store_logprob(lp, nb, start, out)
