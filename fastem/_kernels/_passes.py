@@ -226,7 +226,7 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
         wrow = np.empty(block)
         mx = np.empty(block, dtype=X.dtype)
         ssum = np.empty(block, dtype=X.dtype)
-        rf = np.empty(block, dtype=X.dtype)
+        tot = np.empty(K)
         zero = np.zeros(1, dtype=X.dtype)[0]
         lo = t * task_rows
         hi = min(n, lo + task_rows)
@@ -243,7 +243,7 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
             nbad += bb
-            _accumulate_diag(xt, nb, lp, means, rf, zero, nk_t, s1_t, s2_t)
+            _accumulate_diag(xt, nb, lp, means, tot, zero, nk_t, s1_t, s2_t)
         p_ll[t] = ll
         p_bad[t] = nbad
     _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
