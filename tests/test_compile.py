@@ -237,3 +237,46 @@ def test_background_compile_is_stopped_when_nobody_waits(tmp_path):
     # the child was killed and reaped at exit: no such process now
     with pytest.raises(ProcessLookupError):
         os.kill(pid, 0)
+
+
+def test_concurrent_cache_saves_keep_every_variant(tmp_path, monkeypatch):
+    """Two variants of one function saved to Numba's cache at the same time
+    (two compiling processes; here two threads, which the file lock excludes
+    alike) must get data files of their own.  Numba's own save loads the
+    index, takes the first free data file number and writes: with the index
+    reads slowed down, both savers took file 1 and one key loaded the other's
+    data."""
+    import threading
+    import time
+
+    from numba.core import caching
+
+    from fastem._kernels import _cache_lock
+
+    assert _cache_lock.install(), "the cache saves are not locked on this platform"
+    assert caching.IndexDataCacheFile.save is _cache_lock._locked_save
+    original = caching.IndexDataCacheFile._load_index
+
+    def slow_load_index(self):
+        out = original(self)
+        time.sleep(0.3)
+        return out
+
+    monkeypatch.setattr(caching.IndexDataCacheFile, "_load_index", slow_load_index)
+    stamp = ("source", 1)
+    files = [caching.IndexDataCacheFile(str(tmp_path), "f", stamp) for _ in range(2)]
+    start = threading.Barrier(2)
+
+    def save(i):
+        start.wait()
+        files[i].save(("key", i), ("code of variant", i))
+
+    threads = [threading.Thread(target=save, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    reader = caching.IndexDataCacheFile(str(tmp_path), "f", stamp)
+    for i in range(2):
+        assert reader.load(("key", i)) == ("code of variant", i)
+    assert sorted(p.name for p in tmp_path.glob("f.*.nbc")) == ["f.1.nbc", "f.2.nbc"]

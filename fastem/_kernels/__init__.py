@@ -38,6 +38,12 @@ helpers), :mod:`._moments` (statistics block helpers), :mod:`._passes`
 (the parallel kernels), :mod:`._incomplete` (rows with missing entries).
 """
 
+# before anything is compiled: saves to Numba's cache from several processes
+# at once must not give two variants one data file (see _cache_lock)
+from ._cache_lock import install as _install_cache_lock
+
+_install_cache_lock()
+
 from ._aot import compile_in_child, start_in_child, variant_key
 from ._classes import (DCLASS_SCALED, DCLASS_SMALL, DCLASS_WEIGHTED, DCLASS_WIDE, SCALED_MIN_D,
                        WIDE_MIN_D, class_name, class_tag, d_class)
