@@ -599,3 +599,28 @@ def test_float32_moments_of_components_far_from_the_mixture_mean(ct):
     mean_err = np.max(np.abs(got.means - want["means"]))
     assert mean_err <= eps * (sep + 1.0), mean_err
     assert_rel(got.covariances, want["covariances"], 16 * eps, "covariances")
+
+
+def test_every_compiled_helper_has_a_name_of_its_own():
+    # Numba names a compiled function's symbol after its qualified name and a
+    # per-process counter.  Two variants made by one factory under one name
+    # (the scaled and plain distances once were) can get the same symbol in
+    # two compiling processes; a process that loads both kernels from the
+    # cache then runs one variant for the other (CI saw logprob_spherical
+    # float32 run the diagonal type's distances).  Every dispatcher of the
+    # kernel modules must carry a distinct qualified name.
+    from numba.core.registry import CPUDispatcher
+
+    from fastem._kernels import _blocks, _incomplete, _math, _moments, _passes
+
+    seen = {}
+    for mod in (_blocks, _incomplete, _math, _moments, _passes):
+        for obj in vars(mod).values():
+            fn = getattr(obj, "py_func", None)
+            if isinstance(obj, CPUDispatcher) and fn is not None:
+                key = (fn.__module__, fn.__qualname__)
+                seen.setdefault(key, set()).add(id(obj))
+    shared = {k: len(v) for k, v in seen.items() if len(v) > 1}
+    assert not shared, shared
+    assert ("fastem._kernels._blocks", "_distances") in seen
+    assert ("fastem._kernels._blocks", "_scaled_distances") in seen

@@ -170,13 +170,30 @@ def _no_columns(diff, m, k, j, proj, P, acc, acc2, acc3, acc4, maha):
     (so that they do not compile its loops)."""
 
 
+def _distinct_njit(py_func, name):
+    """``njit`` of a function made by a factory, under a name of its own.
+
+    Numba names a compiled function's symbol after its qualified name (and a
+    per-process counter), and every variant a factory makes has the same one
+    (``_make_distances.<locals>._distances``).  A kernel loaded from the cache
+    carries its own copy of each helper; two kernels loaded into one process
+    whose copies of two variants got the same symbol (the counters of the two
+    compiling processes agreed) shared one copy: ``logprob_spherical`` then
+    ran the diagonal type's scaled distances (seen in CI: wrong float32
+    log densities, depending on which kernels the process had loaded
+    before).  A name per variant gives each its own symbol.
+    """
+    py_func.__name__ = name
+    py_func.__qualname__ = name
+    return njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")(py_func)
+
+
 def _make_logprob_tri(trip, four):
     """_logprob_tri with loops over ``trip`` points (a compile-time constant)
     when trip > 0, over nb when trip == 0; with four-column tiles when
     ``four`` (see the note below)."""
     columns4 = _four_columns if four else _no_columns
 
-    @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
     def _logprob_tri(diff, nb, proj, P, log_norm, acc, acc2, acc3, acc4, maha, lp):
         """The triangular products of :func:`_logprob_block_full` on centred rows
         diff (d, block), for d > 2 (acc..acc4, maha: (block,) scratch).
@@ -283,7 +300,7 @@ def _make_logprob_tri(trip, four):
             for r in range(m):
                 lp[k, r] = c - 0.5 * maha[r]
 
-    return _logprob_tri
+    return _distinct_njit(_logprob_tri, f"_logprob_tri_trip{trip}" + ("_four" if four else ""))
 
 
 # Register tiles and loops of the triangular products, per instruction set
@@ -372,7 +389,6 @@ def _make_distances(scaled):
     (the spherical type: t_i = diff_i - proj_ki, one subtraction, which runs
     on other pipes than the multiply-adds: 1.15x as fast a pass)."""
 
-    @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
     def _distances(diff, nb, proj, prec, out):
         """out[k, r] = sum_i t_i^2 (t_i of _make_distances) over the centred
         rows diff (d, block).
@@ -456,7 +472,7 @@ def _make_distances(scaled):
                 i += 1
             k += 2
 
-    return _distances
+    return _distinct_njit(_distances, "_scaled_distances" if scaled else "_distances")
 
 
 _scaled_distances = _make_distances(True)

@@ -5,13 +5,12 @@ function's index file, takes the first data file number the index does not
 use, writes the index, then the data.  Nothing orders two processes that do
 this for the same function at the same time, and fastem compiles in several
 processes at once (``fastem compile``, the background compiles of the test
-suite and the command line): two children saving two variants of one helper
-(float32 and float64, or the scaled and plain distances of
-``_blocks._make_distances``, whose variants share one index) both take data
-file 1.  The last index written then names one variant's key and the last
-data written may be the other variant's code, which a later process loads
-and runs: wrong results, and for a kernel of another feature class, reads
-out of bounds.
+suite and the command line; Dask workers on one machine compiling on first
+use): two processes saving two variants of one kernel (float32 and float64,
+or two feature classes) both take data file 1.  The last index written then
+names one variant's key and the last data written may be the other
+variant's code, which a later process loads and runs: wrong results, and for
+a kernel of another feature class, reads out of bounds.
 
 :func:`install` replaces ``IndexDataCacheFile.save`` with the same steps
 under an exclusive lock on a file beside the index (``fcntl.flock``; it
