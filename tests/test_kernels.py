@@ -139,6 +139,57 @@ def test_compute_stats_feature_counts(ct, d, dtype):
         np.testing.assert_array_equal(st.s2, np.swapaxes(st.s2, -1, -2))
 
 
+def _separated(d, dtype, n=3001, seed=0):
+    """Seven components 60 sigma apart on the axes and a broad eighth one
+    around them all: each row has a responsibility other than exactly zero
+    for its own component and the broad one only."""
+    rng = np.random.default_rng(seed)
+    K = 8
+    means = np.zeros((K, d))
+    means[np.arange(K - 1), np.arange(K - 1)] = 60.0
+    covs = np.stack([np.eye(d)] * (K - 1) + [np.eye(d) * 900.0])
+    weights = np.full(K, 1.0 / K)
+    labels = rng.integers(0, K, n)
+    X = means[labels] + rng.normal(size=(n, d)) * np.sqrt(covs[labels, 0, 0])[:, None]
+    p = {"covariance_type": "full", "weights": weights, "means": means,
+         "covariances": covs,
+         "precisions_cholesky": reference.precision_cholesky(covs, "full")}
+    return np.ascontiguousarray(X, dtype=dtype), p
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("d", [8, 16, 33])
+def test_full_statistics_of_well_separated_components(d, dtype):
+    # most responsibilities are exactly zero, so the full moments of the
+    # seven narrow components are formed from the rows that weigh in, packed
+    # (_component_scaled; a packed count rarely fills the zero-padded tiles),
+    # while the broad component keeps every row of every block
+    X, p = _separated(d, dtype)
+    w = np.random.default_rng(1).uniform(0.0, 2.0, size=X.shape[0])
+    st = _estep.compute_stats(X, to_params(p), w)
+    X64 = X.astype(np.float64)
+    resp, _ = reference.e_step(X64, p, w)
+    assert (resp[:, :7] < 1e-300).mean() > 0.8
+    nk, s1, s2 = reference.stats(X64, resp * w[:, None], st.ref, "full", sample_weight=w)
+    tol = 1e-10 if dtype == np.float64 else 2e-4
+    assert_rel(st.nk, nk, tol, "nk")
+    assert_rel(st.s1, s1, tol, "s1")
+    iu = np.triu_indices(d)
+    for k in range(8):
+        assert_rel(st.s2[k][iu], s2[k][iu], tol, f"s2[{k}]")
+    # and the same bits for any number of threads
+    digests = []
+    for n_jobs in (1, 2):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            gm = GaussianMixture(8, covariance_type="full", tol=0, max_iter=3, n_jobs=n_jobs,
+                                 weights_init=p["weights"], means_init=p["means"],
+                                 precisions_init=np.linalg.inv(p["covariances"])).fit(X)
+        digests.append(hashlib.sha256(np.concatenate(
+            [gm.means_.ravel(), gm.covariances_.ravel(), gm.lower_bounds_]).tobytes()).hexdigest())
+    assert digests[0] == digests[1]
+
+
 @pytest.mark.parametrize("ct", COVARIANCE_TYPES)
 def test_m_step_of_compute_stats_matches_reference(ct):
     X, p = _data(np.float64, ct=ct, seed=3)

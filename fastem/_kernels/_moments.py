@@ -10,6 +10,12 @@ from numba.extending import overload
 from ._classes import _tag_class
 from ._machinery import FASTMATH, HELPER_CACHE
 
+# a block's rows with responsibility exactly zero are left out of a
+# component's full second moments when m (d + COMPACT_SLACK) <= nb d
+# (_component_scaled)
+COMPACT_SLACK = 30
+PACK_ALIGN = 16
+
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _gram_tiles(u, ua, ub, v, i, nb, s2, k, zero):
     """s2[k, i, j] += sum_r u[ua, r] v[j, r] and, if i + 1 < d, s2[k, i + 1, j] +=
@@ -99,6 +105,16 @@ def _moments_full(xt, nb, centre, kc, sq, z, s1, s2, k, zero):
     added to the float64 accumulators s1, s2: float32 data gets twice the SIMD
     width, and the centred terms cannot make a variance negative.
     """
+    _scaled_rows(xt, nb, centre, kc, sq, z, s1, k, zero)
+    d = z.shape[0]
+    for i in range(0, d, 2):
+        _gram_tiles(z, i, min(i + 1, d - 1), z, i, nb, s2, k, zero)
+
+
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
+def _scaled_rows(xt, nb, centre, kc, sq, z, s1, k, zero):
+    """z[i, r] = (xt[i, r] - centre[kc, i]) sq[r] and s1[k, i] += sum_r sq[r]
+    z[i, r] (the first half of :func:`_moments_full`)."""
     d = z.shape[0]
     for i in range(d):
         m = centre[kc, i]
@@ -109,8 +125,6 @@ def _moments_full(xt, nb, centre, kc, sq, z, s1, s2, k, zero):
             z[i, r] = t
             a += g * t
         s1[k, i] += a
-    for i in range(0, d, 2):
-        _gram_tiles(z, i, min(i + 1, d - 1), z, i, nb, s2, k, zero)
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
@@ -148,7 +162,7 @@ def _moments_weighted(resp, nb, diff, wd, s1, s2, k, zero):
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _component_small(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
+def _component_small(xt, nb, resp, k, ref, diff, wd, rf, idx, zero, s1, s2):
     """Moments of component k for one or two features: one sweep over the
     points with every sum in a register (resp[k, :nb] the responsibilities,
     around ref[k]).  The arrays are indexed with k, not sliced: a slice is a
@@ -191,7 +205,7 @@ def _component_small(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
-def _component_weighted(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
+def _component_weighted(xt, nb, resp, k, ref, diff, wd, rf, idx, zero, s1, s2):
     """Moments of component k, 2 < d < SCALED_MIN_D: rows centred at ref[k],
     then :func:`_moments_weighted`."""
     d = xt.shape[0]
@@ -205,33 +219,88 @@ def _component_weighted(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _component_scaled(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2):
+def _component_scaled(xt, nb, resp, k, ref, diff, wd, rf, idx, zero, s1, s2):
     """Moments of component k, d >= SCALED_MIN_D: rows scaled by the square
-    roots of the responsibilities (:func:`_moments_full`)."""
+    roots of the responsibilities (:func:`_moments_full`).
+
+    When few rows of the block have a responsibility other than exactly zero
+    (m of nb with m (d + COMPACT_SLACK) <= nb d), only those rows are scaled
+    and packed into the first m columns of diff (:func:`_packed_scaled`), and
+    the tiles run over m points: a row whose responsibility is exactly zero
+    adds exact zeros to every sum, so the statistics are the same sums over
+    fewer terms.  Well separated components make most responsibilities
+    exactly zero (the exp of the E-step is 0 below the smallest normal
+    number): in L (d = 64, K = 32) each row has one component of 32.  The
+    packing copies d values per kept row, one at a time, against about d^2 / 2
+    multiply-adds of the tiles, so it pays from fewer kept rows the fewer
+    features there are; the choice depends on the block's responsibilities
+    only, so results stay the same for any thread count.
+    """
+    d = xt.shape[0]
+    m = 0
     for r in range(nb):
-        rf[r] = np.sqrt(resp[k, r])
-    _moments_full(xt, nb, ref, k, rf, diff, s1, s2, k, zero)
+        m += resp[k, r] != zero
+    if m * (d + COMPACT_SLACK) <= nb * d:
+        m = _packed_scaled(xt, nb, resp, k, ref, idx, diff, rf, zero, s1)
+    else:
+        for r in range(nb):
+            rf[r] = np.sqrt(resp[k, r])
+        _scaled_rows(xt, nb, ref, k, rf, diff, s1, k, zero)
+        m = nb
+    for i in range(0, d, 2):
+        _gram_tiles(diff, i, min(i + 1, d - 1), diff, i, m, s2, k, zero)
 
 
-def _accumulate_full(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s2):
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
+def _packed_scaled(xt, nb, resp, k, ref, idx, z, g, zero, s1):
+    """Pack the rows of the block with a responsibility other than exactly
+    zero: with r_j the j-th such row (idx[j], found without branches),
+    g[j] = sqrt(resp[k, r_j]) and z[i, j] = (xt[i, r_j] - ref[k, i]) g[j];
+    s1[k, i] += sum_j g[j] z[i, j] (the first moments of :func:`_moments_full`
+    over the packed rows).  Returns the number of packed rows."""
+    d = xt.shape[0]
+    m = 0
+    for r in range(nb):
+        idx[m] = r
+        m += resp[k, r] != zero
+    for j in range(m):
+        g[j] = np.sqrt(resp[k, idx[j]])
+    for i in range(d):
+        c = ref[k, i]
+        a = zero
+        for j in range(m):
+            t = (xt[i, idx[j]] - c) * g[j]
+            z[i, j] = t
+            a += g[j] * t
+        s1[k, i] += a
+    # zero columns up to a multiple of PACK_ALIGN, so that the tiles' loops
+    # over the points end without a scalar remainder (they add exact zeros)
+    mp = min((m + PACK_ALIGN - 1) // PACK_ALIGN * PACK_ALIGN, z.shape[1])
+    for i in range(d):
+        for j in range(m, mp):
+            z[i, j] = zero
+    return mp
+
+
+def _accumulate_full(xt, nb, resp, ref, tag, diff, wd, rf, idx, zero, nk, s1, s2):
     """Add one block's statistics to (nk, s1, s2) for the full type.
 
     resp[k, :nb] are the (weighted) responsibilities; s1[k] and s2[k] are
     taken around ref[k] (upper triangle of s2 only).  The dtype of ``tag``
     (:func:`class_tag`) picks the moments' code path when the kernel is
     compiled.  diff (d, block), wd (2, block) and rf (block,) in the data's
-    type are scratch; zero is a zero of that type.
+    type and idx (block,) int64 are scratch; zero is a zero of that type.
     """
     raise NotImplementedError("compiled code only")
 
 
 @overload(_accumulate_full,
           jit_options=dict(fastmath=FASTMATH, error_model="numpy"))
-def _accumulate_full_typed(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s2):
+def _accumulate_full_typed(xt, nb, resp, ref, tag, diff, wd, rf, idx, zero, nk, s1, s2):
     component = (_component_small, _component_weighted, _component_scaled,
                  _component_scaled)[_tag_class(tag)]
 
-    def impl(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s2):
+    def impl(xt, nb, resp, ref, tag, diff, wd, rf, idx, zero, nk, s1, s2):
         K = ref.shape[0]
         for k in range(K):
             tot = 0.0
@@ -242,7 +311,7 @@ def _accumulate_full_typed(xt, nb, resp, ref, tag, diff, wd, rf, zero, nk, s1, s
                 # statistics would add exact zeros
                 continue
             nk[k] += tot
-            component(xt, nb, resp, k, ref, diff, wd, rf, zero, s1, s2)
+            component(xt, nb, resp, k, ref, diff, wd, rf, idx, zero, s1, s2)
 
     return impl
 
