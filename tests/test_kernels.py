@@ -157,6 +157,7 @@ def _separated(d, dtype, n=3001, seed=0):
     return np.ascontiguousarray(X, dtype=dtype), p
 
 
+@pytest.mark.parity
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("d", [8, 16, 33])
 def test_full_statistics_of_well_separated_components(d, dtype):

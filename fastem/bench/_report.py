@@ -140,7 +140,9 @@ def _iteration_table(results):
              "repeats; speed-up = sklearn / fastem; GFLOP/s from the useful-flop model "
              "(fastem.bench.em_flops); floor ms: the roofline floor from the FMA, exp and byte "
              "counts (fastem.bench.roofline_counts) at the measured rates, % floor = floor / "
-             "fastem ms/it; mem/X: peak RSS growth of one fit / X.nbytes; "
+             "fastem ms/it (both count the dense work: full fits leave rows whose "
+             "responsibility is exactly zero out of the second moments, so on well "
+             "separated data they do less, and % floor can pass 100); mem/X: peak RSS growth of one fit / X.nbytes; "
              "rel.diff: |loglik_fastem - loglik_sklearn| / |loglik_sklearn| after the "
              "same number of iterations.")
     return _table(header, rows) + notes
