@@ -24,6 +24,12 @@ CACHE = os.environ.get("FASTEM_NUMBA_CACHE", "1").lower() not in ("0", "false", 
 # vectorise the reductions over points; the compiled order is fixed, so results
 # stay deterministic.
 FASTMATH = {"nsz", "arcp", "contract", "reassoc"}
+# Elements added to each row of a block's (features or components) x block
+# scratch arrays.  Rows of 128 or 256 float64 (1 or 2 KiB) would start at
+# multiples of 1 KiB, so every fourth or second row would fall in the same
+# L1 cache sets; 16 more elements keep the rows 64-byte aligned and spread
+# them over the sets.  The extra elements are never read.
+SCRATCH_PAD = 16
 
 _ISA = {}
 

@@ -16,7 +16,7 @@ from numba import njit, prange, types
 
 from ._blocks import (_load_block, _logprob_block_diag, _logprob_block_full,
                       _logprob_block_spherical, _logprob_block_tied, _normalise_block)
-from ._machinery import CACHE, FASTMATH, HELPER_CACHE, _arr, kernel
+from ._machinery import CACHE, FASTMATH, HELPER_CACHE, SCRATCH_PAD, _arr, kernel
 from ._moments import (_accumulate_diag, _accumulate_full, _accumulate_spherical,
                        _accumulate_tied, _merge_tasks, _zero_task)
 
@@ -105,19 +105,20 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
     p_s2 = np.empty((ntasks, K, d, d))
     p_ll = np.empty(ntasks)
     p_bad = np.empty(ntasks, dtype=np.int64)
+    bs = block + SCRATCH_PAD
     for t in prange(ntasks):
-        xt = np.empty((d, block), dtype=X.dtype)
-        diff = np.empty((d, block), dtype=X.dtype)
+        xt = np.empty((d, bs), dtype=X.dtype)
+        diff = np.empty((d, bs), dtype=X.dtype)
         acc = np.empty(block, dtype=X.dtype)
         acc2 = np.empty(block, dtype=X.dtype)
         acc3 = np.empty(block, dtype=X.dtype)
         acc4 = np.empty(block, dtype=X.dtype)
         maha = np.empty(block, dtype=X.dtype)
-        lp = np.empty((K, block), dtype=X.dtype)
+        lp = np.empty((K, bs), dtype=X.dtype)
         wrow = np.empty(block)
         mx = np.empty(block, dtype=X.dtype)
         ssum = np.empty(block, dtype=X.dtype)
-        wd = np.empty((2, block), dtype=X.dtype)
+        wd = np.empty((2, bs), dtype=X.dtype)
         rf = np.empty(block, dtype=X.dtype)
         idx = np.empty(block, dtype=np.int64)
         zero = np.zeros(1, dtype=X.dtype)[0]
@@ -161,12 +162,13 @@ def pass_tied(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
     p_s2 = np.empty((ntasks, 1, d, d))
     p_ll = np.empty(ntasks)
     p_bad = np.empty(ntasks, dtype=np.int64)
+    bs = block + SCRATCH_PAD
     for t in prange(ntasks):
-        xt = np.empty((d, block), dtype=X.dtype)
-        diff = np.empty((d, block), dtype=X.dtype)
-        Y = np.empty((d, block), dtype=X.dtype)
+        xt = np.empty((d, bs), dtype=X.dtype)
+        diff = np.empty((d, bs), dtype=X.dtype)
+        Y = np.empty((d, bs), dtype=X.dtype)
         maha = np.empty(block, dtype=X.dtype)
-        lp = np.empty((K, block), dtype=X.dtype)
+        lp = np.empty((K, bs), dtype=X.dtype)
         wrow = np.empty(block)
         mx = np.empty(block, dtype=X.dtype)
         ssum = np.empty(block, dtype=X.dtype)
@@ -220,10 +222,11 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
     p_s2 = np.empty((ntasks, K, d))
     p_ll = np.empty(ntasks)
     p_bad = np.empty(ntasks, dtype=np.int64)
+    bs = block + SCRATCH_PAD
     for t in prange(ntasks):
-        xt = np.empty((d, block), dtype=X.dtype)
-        diff = np.empty((d, block), dtype=X.dtype)
-        lp = np.empty((K, block), dtype=X.dtype)
+        xt = np.empty((d, bs), dtype=X.dtype)
+        diff = np.empty((d, bs), dtype=X.dtype)
+        lp = np.empty((K, bs), dtype=X.dtype)
         wrow = np.empty(block)
         mx = np.empty(block, dtype=X.dtype)
         ssum = np.empty(block, dtype=X.dtype)
@@ -271,11 +274,12 @@ def pass_spherical(X, w, means, prec, log_norm, ref2, proj, block, task_rows, ou
     p_s2 = np.empty((ntasks, K, d))
     p_ll = np.empty(ntasks)
     p_bad = np.empty(ntasks, dtype=np.int64)
+    bs = block + SCRATCH_PAD
     for t in prange(ntasks):
-        xt = np.empty((d, block), dtype=X.dtype)
-        diff = np.empty((d, block), dtype=X.dtype)
-        dist = np.empty((K, block), dtype=X.dtype)
-        lp = np.empty((K, block), dtype=X.dtype)
+        xt = np.empty((d, bs), dtype=X.dtype)
+        diff = np.empty((d, bs), dtype=X.dtype)
+        dist = np.empty((K, bs), dtype=X.dtype)
+        lp = np.empty((K, bs), dtype=X.dtype)
         wrow = np.empty(block)
         mx = np.empty(block, dtype=X.dtype)
         ssum = np.empty(block, dtype=X.dtype)
@@ -343,15 +347,16 @@ def logprob_full(X, means, P, log_norm, ref2, proj, block, out, tag):
     n, d = X.shape
     K = means.shape[0]
     nblocks = (n + block - 1) // block
+    bs = block + SCRATCH_PAD
     for b in prange(nblocks):
-        xt = np.empty((d, block), dtype=X.dtype)
-        diff = np.empty((d, block), dtype=X.dtype)
+        xt = np.empty((d, bs), dtype=X.dtype)
+        diff = np.empty((d, bs), dtype=X.dtype)
         acc = np.empty(block, dtype=X.dtype)
         acc2 = np.empty(block, dtype=X.dtype)
         acc3 = np.empty(block, dtype=X.dtype)
         acc4 = np.empty(block, dtype=X.dtype)
         maha = np.empty(block, dtype=X.dtype)
-        lp = np.empty((K, block), dtype=X.dtype)
+        lp = np.empty((K, bs), dtype=X.dtype)
         start = b * block
         nb = min(block, n - start)
         _load_block(X, start, nb, xt)
@@ -367,12 +372,13 @@ def logprob_tied(X, means, P, log_norm, ref2, proj, block, out):
     n, d = X.shape
     K = means.shape[0]
     nblocks = (n + block - 1) // block
+    bs = block + SCRATCH_PAD
     for b in prange(nblocks):
-        xt = np.empty((d, block), dtype=X.dtype)
-        diff = np.empty((d, block), dtype=X.dtype)
-        Y = np.empty((d, block), dtype=X.dtype)
+        xt = np.empty((d, bs), dtype=X.dtype)
+        diff = np.empty((d, bs), dtype=X.dtype)
+        Y = np.empty((d, bs), dtype=X.dtype)
         maha = np.empty(block, dtype=X.dtype)
-        lp = np.empty((K, block), dtype=X.dtype)
+        lp = np.empty((K, bs), dtype=X.dtype)
         start = b * block
         nb = min(block, n - start)
         _load_block(X, start, nb, xt)
@@ -388,10 +394,11 @@ def logprob_diag(X, means, prec, log_norm, ref2, proj, block, out):
     n, d = X.shape
     K = means.shape[0]
     nblocks = (n + block - 1) // block
+    bs = block + SCRATCH_PAD
     for b in prange(nblocks):
-        xt = np.empty((d, block), dtype=X.dtype)
-        diff = np.empty((d, block), dtype=X.dtype)
-        lp = np.empty((K, block), dtype=X.dtype)
+        xt = np.empty((d, bs), dtype=X.dtype)
+        diff = np.empty((d, bs), dtype=X.dtype)
+        lp = np.empty((K, bs), dtype=X.dtype)
         start = b * block
         nb = min(block, n - start)
         _load_block(X, start, nb, xt)
@@ -407,11 +414,12 @@ def logprob_spherical(X, means, prec, log_norm, ref2, proj, block, out):
     n, d = X.shape
     K = means.shape[0]
     nblocks = (n + block - 1) // block
+    bs = block + SCRATCH_PAD
     for b in prange(nblocks):
-        xt = np.empty((d, block), dtype=X.dtype)
-        diff = np.empty((d, block), dtype=X.dtype)
-        dist = np.empty((K, block), dtype=X.dtype)
-        lp = np.empty((K, block), dtype=X.dtype)
+        xt = np.empty((d, bs), dtype=X.dtype)
+        diff = np.empty((d, bs), dtype=X.dtype)
+        dist = np.empty((K, bs), dtype=X.dtype)
+        lp = np.empty((K, bs), dtype=X.dtype)
         start = b * block
         nb = min(block, n - start)
         _load_block(X, start, nb, xt)
