@@ -595,6 +595,15 @@ def test_target_isa_agrees_with_generated_code():
     assert target_has_avx512() == _probe_zmm()
 
 
+def test_fixed_trip_products_run_on_full_blocks():
+    # the AVX2 triangular products take loops of FIXED_TRIP points for full
+    # blocks only (nb == FIXED_TRIP): with another block size they would
+    # never run, and AVX2 fits would lose 1.2-1.6x without a wrong result
+    from fastem._kernels._blocks import FIXED_TRIP
+
+    assert all(_estep.block_size(d) == FIXED_TRIP for d in (1, 3, 8, 9, 16, 64))
+
+
 @pytest.mark.parametrize("d", [3, 9, 16, 33, 64])
 def test_triangular_products_match_reference(d):
     """Every variant of the triangular products (loops over nb points or over

@@ -313,10 +313,11 @@ def _make_logprob_tri(trip, four):
 #   features and float32 keep two columns; a class of its own, so that fits
 #   of fewer features do not compile it (about 0.8 s of a first fit);
 # - AVX2 (16 registers): two columns, and full blocks of FIXED_TRIP points
-#   (those of d > 8) in loops of a compile-time trip count, 1.24x (d=16) to
-#   1.6x (d=64) as fast as loops over nb (AVX-512 code: 0.97x).
-# Each target compiles only its own variants.
-FIXED_TRIP = 128
+#   in loops of a compile-time trip count, 1.24x (d=16) to 1.6x (d=64) as
+#   fast as loops over nb with blocks of 128 (AVX-512 code: 0.97x).
+# Each target compiles only its own variants.  FIXED_TRIP is the block size
+# (fastem._estep.BLOCK_ROWS).
+FIXED_TRIP = 256
 _logprob_tri = _make_logprob_tri(0, False)
 _logprob_tri_fixed = _make_logprob_tri(FIXED_TRIP, False)
 _logprob_tri_four = _make_logprob_tri(0, True)
