@@ -12,9 +12,11 @@ from ._machinery import FASTMATH, HELPER_CACHE
 
 # a block's rows with responsibility exactly zero are left out of a
 # component's full second moments when m (d + COMPACT_SLACK) <= nb d
-# (_component_scaled)
+# (_component_scaled); the packed rows are zero-padded to a multiple of
+# PACK_ALIGN columns (_packed_scaled)
 COMPACT_SLACK = 30
 PACK_ALIGN = 16
+
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
 def _gram_tiles(u, ua, ub, v, i, nb, s2, k, zero):
@@ -257,7 +259,9 @@ def _packed_scaled(xt, nb, resp, k, ref, idx, z, g, zero, s1):
     zero: with r_j the j-th such row (idx[j], found without branches),
     g[j] = sqrt(resp[k, r_j]) and z[i, j] = (xt[i, r_j] - ref[k, i]) g[j];
     s1[k, i] += sum_j g[j] z[i, j] (the first moments of :func:`_moments_full`
-    over the packed rows).  Returns the number of packed rows."""
+    over the packed rows).  Columns m.. are zeroed up to a multiple of
+    PACK_ALIGN (within z); returns that padded count, the number of columns
+    the tiles then sum over."""
     d = xt.shape[0]
     m = 0
     for r in range(nb):
