@@ -139,17 +139,21 @@ def test_compute_stats_feature_counts(ct, d, dtype):
         np.testing.assert_array_equal(st.s2, np.swapaxes(st.s2, -1, -2))
 
 
-def _separated(d, dtype, n=3001, seed=0):
+from fastem._kernels._moments import FEW_ROWS  # noqa: E402
+
+
+def _separated(d, dtype, n=3001, seed=0, narrow_share=7 / 8):
     """Seven components 60 sigma apart on the axes and a broad eighth one
     around them all: each row has a responsibility other than exactly zero
-    for its own component and the broad one only."""
+    for its own component and the broad one only.  narrow_share: the share
+    of the rows drawn from the seven narrow components."""
     rng = np.random.default_rng(seed)
     K = 8
     means = np.zeros((K, d))
     means[np.arange(K - 1), np.arange(K - 1)] = 60.0
     covs = np.stack([np.eye(d)] * (K - 1) + [np.eye(d) * 900.0])
     weights = np.full(K, 1.0 / K)
-    labels = rng.integers(0, K, n)
+    labels = rng.choice(K, n, p=[narrow_share / 7] * 7 + [1.0 - narrow_share])
     X = means[labels] + rng.normal(size=(n, d)) * np.sqrt(covs[labels, 0, 0])[:, None]
     p = {"covariance_type": "full", "weights": weights, "means": means,
          "covariances": covs,
@@ -158,19 +162,28 @@ def _separated(d, dtype, n=3001, seed=0):
 
 
 @pytest.mark.parity
+@pytest.mark.parametrize("narrow_share", [7 / 8, 0.2])
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("d", [8, 16, 33])
-def test_full_statistics_of_well_separated_components(d, dtype):
+def test_full_statistics_of_well_separated_components(d, dtype, narrow_share):
     # most responsibilities are exactly zero, so the full moments of the
     # seven narrow components are formed from the rows that weigh in, packed
     # (_component_scaled; a packed count rarely fills the zero-padded tiles),
-    # while the broad component keeps every row of every block
-    X, p = _separated(d, dtype)
+    # or, with a fifth of the rows in the narrow components (about 7 of 256
+    # rows per block each, 0 to 16, rarely a multiple of 4), row by row
+    # (_few_rows), while the broad component keeps every row of every block
+    X, p = _separated(d, dtype, narrow_share=narrow_share)
     w = np.random.default_rng(1).uniform(0.0, 2.0, size=X.shape[0])
     st = _estep.compute_stats(X, to_params(p), w)
     X64 = X.astype(np.float64)
     resp, _ = reference.e_step(X64, p, w)
     assert (resp[:, :7] < 1e-300).mean() > 0.8
+    # rows per block that weigh in for each narrow component
+    block = _estep.block_size(d)
+    nblocks = X.shape[0] // block
+    kept = (resp[:nblocks * block, :7] > 1e-300).reshape(nblocks, block, 7).sum(axis=1)
+    few = np.mean(kept <= FEW_ROWS)
+    assert few > 0.9 if narrow_share < 0.5 else few < 0.1
     nk, s1, s2 = reference.stats(X64, resp * w[:, None], st.ref, "full", sample_weight=w)
     tol = 1e-10 if dtype == np.float64 else 2e-4
     assert_rel(st.nk, nk, tol, "nk")

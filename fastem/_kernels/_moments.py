@@ -16,6 +16,9 @@ from ._machinery import FASTMATH, HELPER_CACHE
 # PACK_ALIGN columns (_packed_scaled)
 COMPACT_SLACK = 30
 PACK_ALIGN = 16
+# at most FEW_ROWS such rows: their moments are added row by row
+# (_few_rows), without tiles
+FEW_ROWS = 16
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
@@ -201,7 +204,7 @@ def _moments_weighted(resp, nb, diff, wd, s1, s2, k, zero):
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _component_small(xt, nb, resp, k, ref, diff, wd, rf, idx, zero, s1, s2):
+def _component_small(xt, nb, resp, k, ref, diff, wd, rf, idx, t4, zero, s1, s2):
     """Moments of component k for one or two features: one sweep over the
     points with every sum in a register (resp[k, :nb] the responsibilities,
     around ref[k]).  The arrays are indexed with k, not sliced: a slice is a
@@ -244,7 +247,7 @@ def _component_small(xt, nb, resp, k, ref, diff, wd, rf, idx, zero, s1, s2):
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
-def _component_weighted(xt, nb, resp, k, ref, diff, wd, rf, idx, zero, s1, s2):
+def _component_weighted(xt, nb, resp, k, ref, diff, wd, rf, idx, t4, zero, s1, s2):
     """Moments of component k, 2 < d < SCALED_MIN_D: rows centred at ref[k],
     then :func:`_moments_weighted`."""
     d = xt.shape[0]
@@ -258,7 +261,7 @@ def _component_weighted(xt, nb, resp, k, ref, diff, wd, rf, idx, zero, s1, s2):
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy", inline="always")
-def _component_scaled(xt, nb, resp, k, ref, diff, wd, rf, idx, zero, s1, s2):
+def _component_scaled(xt, nb, resp, k, ref, diff, wd, rf, idx, t4, zero, s1, s2):
     """Moments of component k, d >= SCALED_MIN_D: rows scaled by the square
     roots of the responsibilities (:func:`_moments_full`).
 
@@ -279,6 +282,9 @@ def _component_scaled(xt, nb, resp, k, ref, diff, wd, rf, idx, zero, s1, s2):
     m = 0
     for r in range(nb):
         m += resp[k, r] != zero
+    if m <= FEW_ROWS:
+        _few_rows(xt, nb, resp, k, ref, m, idx, t4, s1, s2)
+        return
     if m * (d + COMPACT_SLACK) <= nb * d:
         m = _packed_scaled(xt, nb, resp, k, ref, idx, diff, rf, zero, s1)
     else:
@@ -288,6 +294,72 @@ def _component_scaled(xt, nb, resp, k, ref, diff, wd, rf, idx, zero, s1, s2):
         m = nb
     for i in range(0, d, 2):
         _gram_tiles(diff, i, min(i + 1, d - 1), diff, i, m, s2, k, zero)
+
+
+@njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
+def _few_rows(xt, nb, resp, k, ref, m, idx, t4, s1, s2):
+    """Moments of component k over the m (<= FEW_ROWS) rows of the block
+    whose responsibility g is not exactly zero, added straight to the
+    float64 s1[k] and s2[k] (upper triangle; entries up to three places left
+    of the diagonal may also be written): four rows at a time, t4[q] = x - ref[k]
+    in float64 for each, s1[k, i] += sum_q g_q t_qi and s2[k, i, l] += sum_q
+    (g_q t_qi) t_ql, vectorised over l.
+
+    The tiles of :func:`_gram_tiles` sum over the points (each ends with
+    horizontal sums and the updates of eight entries), and the packed points
+    are padded to PACK_ALIGN: with one or two kept rows in sixteen, as in L
+    (d = 64, K = 32, one component per row), those fixed costs were most of
+    the moments, and float32 data, with twice the lanes to reduce, ran them
+    slower than float64.  Here the cost is per kept row.  A missing fourth
+    row has g = 0 and t = 0 and adds exact zeros.
+    """
+    d = xt.shape[0]
+    j = 0
+    for r in range(nb):
+        idx[j] = r
+        j += resp[k, r] != 0
+    p = 0
+    while p < m:
+        g0 = 0.0
+        g1 = 0.0
+        g2 = 0.0
+        g3 = 0.0
+        for q in range(4):
+            if p + q < m:
+                r = idx[p + q]
+                g = np.float64(resp[k, r])
+                for i in range(d):
+                    t4[q, i] = np.float64(xt[i, r]) - np.float64(ref[k, i])
+            else:
+                g = 0.0
+                for i in range(d):
+                    t4[q, i] = 0.0
+            if q == 0:
+                g0 = g
+            elif q == 1:
+                g1 = g
+            elif q == 2:
+                g2 = g
+            else:
+                g3 = g
+        for i in range(d):
+            a0 = g0 * t4[0, i]
+            a1 = g1 * t4[1, i]
+            a2 = g2 * t4[2, i]
+            a3 = g3 * t4[3, i]
+            s1[k, i] += (a0 + a1) + (a2 + a3)
+            # from i rounded down to a multiple of 4 (whole vectors); the
+            # index runs from 0 so that LLVM knows it is >= 0 and drops
+            # Numba's negative-index wraparound, which kept it scalar
+            l0 = i - i % 4
+            s2i = s2[k, i, l0:]
+            u0 = t4[0, l0:]
+            u1 = t4[1, l0:]
+            u2 = t4[2, l0:]
+            u3 = t4[3, l0:]
+            for l in range(d - l0):
+                s2i[l] += (a0 * u0[l] + a1 * u1[l]) + (a2 * u2[l] + a3 * u3[l])
+        p += 4
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
@@ -321,7 +393,7 @@ def _packed_scaled(xt, nb, resp, k, ref, idx, z, g, zero, s1):
     return mp
 
 
-def _accumulate_full(xt, nb, resp, ref, tag, diff, wd, rf, idx, zero, nk, s1, s2):
+def _accumulate_full(xt, nb, resp, ref, tag, diff, wd, rf, idx, t4, zero, nk, s1, s2):
     """Add one block's statistics to (nk, s1, s2) for the full type.
 
     resp[k, :nb] are the (weighted) responsibilities; s1[k] and s2[k] are
@@ -335,11 +407,11 @@ def _accumulate_full(xt, nb, resp, ref, tag, diff, wd, rf, idx, zero, nk, s1, s2
 
 @overload(_accumulate_full,
           jit_options=dict(fastmath=FASTMATH, error_model="numpy"))
-def _accumulate_full_typed(xt, nb, resp, ref, tag, diff, wd, rf, idx, zero, nk, s1, s2):
+def _accumulate_full_typed(xt, nb, resp, ref, tag, diff, wd, rf, idx, t4, zero, nk, s1, s2):
     component = (_component_small, _component_weighted, _component_scaled,
                  _component_scaled)[_tag_class(tag)]
 
-    def impl(xt, nb, resp, ref, tag, diff, wd, rf, idx, zero, nk, s1, s2):
+    def impl(xt, nb, resp, ref, tag, diff, wd, rf, idx, t4, zero, nk, s1, s2):
         K = ref.shape[0]
         for k in range(K):
             tot = 0.0
@@ -350,7 +422,7 @@ def _accumulate_full_typed(xt, nb, resp, ref, tag, diff, wd, rf, idx, zero, nk, 
                 # statistics would add exact zeros
                 continue
             nk[k] += tot
-            component(xt, nb, resp, k, ref, diff, wd, rf, idx, zero, s1, s2)
+            component(xt, nb, resp, k, ref, diff, wd, rf, idx, t4, zero, s1, s2)
 
     return impl
 

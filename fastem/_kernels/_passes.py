@@ -121,6 +121,7 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
         wd = np.empty((2, bs), dtype=X.dtype)
         rf = np.empty(block, dtype=X.dtype)
         idx = np.empty(block, dtype=np.int64)
+        t4 = np.empty((4, d))
         zero = np.zeros(1, dtype=X.dtype)[0]
         lo = t * task_rows
         hi = min(n, lo + task_rows)
@@ -139,7 +140,8 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
             nbad += bb
-            _accumulate_full(xt, nb, lp, means, tag, diff, wd, rf, idx, zero, nk_t, s1_t, s2_t)
+            _accumulate_full(xt, nb, lp, means, tag, diff, wd, rf, idx, t4, zero, nk_t, s1_t,
+                             s2_t)
         p_ll[t] = ll
         p_bad[t] = nbad
     _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
