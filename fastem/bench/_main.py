@@ -195,12 +195,16 @@ def main(argv=None):
     else:
         report["mode"] = "iteration"
         report["method"] = METHOD
-        _progress("measuring numpy matmul GFLOP/s", verbose)
-        report["matmul_gflops"] = {dt: measure_matmul_gflops(dt) for dt in dtypes}
+        # the roofline first: OpenBLAS's threads keep spinning for a while after
+        # a product, and measured right after the matmul the exp rate read
+        # 0.75-0.92 G/s instead of 1.33-1.36 (Zen 3, two threads), moving every
+        # floor that counts exponentials
         if not args.no_roofline:
             _progress("measuring the roofline: FMA rate (1 and all threads), exp rate, "
                       "read bandwidth", verbose)
             report["roofline"] = measure_machine(dtypes)
+        _progress("measuring numpy matmul GFLOP/s", verbose)
+        report["matmul_gflops"] = {dt: measure_matmul_gflops(dt) for dt in dtypes}
         estimators = ["gmm", "bayesian"] if args.estimator == "both" else [args.estimator]
         for tag in args.workloads:
             for dt in dtypes:
