@@ -170,8 +170,9 @@ def test_full_statistics_of_well_separated_components(d, dtype, narrow_share):
     # seven narrow components are formed from the rows that weigh in, packed
     # (_component_scaled; a packed count rarely fills the zero-padded tiles),
     # or, with a fifth of the rows in the narrow components (about 7 of 256
-    # rows per block each, 0 to 16, rarely a multiple of 4), row by row
-    # (_few_rows), while the broad component keeps every row of every block
+    # rows per block each, 0 to 16, rarely a multiple of 4) and d >= 32, row
+    # by row (_few_rows), while the broad component keeps every row of every
+    # block
     X, p = _separated(d, dtype, narrow_share=narrow_share)
     w = np.random.default_rng(1).uniform(0.0, 2.0, size=X.shape[0])
     st = _estep.compute_stats(X, to_params(p), w)

@@ -25,44 +25,9 @@ FEW_ROWS = 16
 def _scaled_rows(xt, nb, centre, kc, sq, z, s1, k, zero):
     """z[i, r] = (xt[i, r] - centre[kc, i]) sq[r] and s1[k, i] += sum_r sq[r]
     z[i, r] (the first half of :func:`_moments_full`); xt may be z itself
-    (scaled in place).
-
-    Four features per sweep over the points, each with a sum of its own: a
-    sweep with one sum is a chain of dependent multiply-adds, one vector of
-    points per FMA latency (4 cycles), which left AVX2 code (4 float64 lanes)
-    at a quarter of the FMA rate.  Each sum keeps its order over the points.
-    """
+    (scaled in place)."""
     d = z.shape[0]
-    i = 0
-    while i + 3 < d:
-        m0 = centre[kc, i]
-        m1 = centre[kc, i + 1]
-        m2 = centre[kc, i + 2]
-        m3 = centre[kc, i + 3]
-        a0 = zero
-        a1 = zero
-        a2 = zero
-        a3 = zero
-        for r in range(nb):
-            g = sq[r]
-            t0 = (xt[i, r] - m0) * g
-            t1 = (xt[i + 1, r] - m1) * g
-            t2 = (xt[i + 2, r] - m2) * g
-            t3 = (xt[i + 3, r] - m3) * g
-            z[i, r] = t0
-            z[i + 1, r] = t1
-            z[i + 2, r] = t2
-            z[i + 3, r] = t3
-            a0 += g * t0
-            a1 += g * t1
-            a2 += g * t2
-            a3 += g * t3
-        s1[k, i] += a0
-        s1[k, i + 1] += a1
-        s1[k, i + 2] += a2
-        s1[k, i + 3] += a3
-        i += 4
-    while i < d:
+    for i in range(d):
         m = centre[kc, i]
         a = zero
         for r in range(nb):
@@ -71,7 +36,6 @@ def _scaled_rows(xt, nb, centre, kc, sq, z, s1, k, zero):
             z[i, r] = t
             a += g * t
         s1[k, i] += a
-        i += 1
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
