@@ -139,9 +139,6 @@ def test_compute_stats_feature_counts(ct, d, dtype):
         np.testing.assert_array_equal(st.s2, np.swapaxes(st.s2, -1, -2))
 
 
-from fastem._kernels._moments import FEW_ROWS  # noqa: E402
-
-
 def _separated(d, dtype, n=3001, seed=0, narrow_share=7 / 8):
     """Seven components 60 sigma apart on the axes and a broad eighth one
     around them all: each row has a responsibility other than exactly zero
@@ -180,6 +177,8 @@ def test_full_statistics_of_well_separated_components(d, dtype, narrow_share):
     resp, _ = reference.e_step(X64, p, w)
     assert (resp[:, :7] < 1e-300).mean() > 0.8
     # rows per block that weigh in for each narrow component
+    from fastem._kernels._moments import FEW_ROWS
+
     block = _estep.block_size(d)
     nblocks = X.shape[0] // block
     kept = (resp[:nblocks * block, :7] > 1e-300).reshape(nblocks, block, 7).sum(axis=1)
