@@ -16,8 +16,8 @@ from ._machinery import FASTMATH, HELPER_CACHE
 # PACK_ALIGN columns (_packed_scaled)
 COMPACT_SLACK = 30
 PACK_ALIGN = 16
-# at most FEW_ROWS such rows: their moments are added row by row
-# (_few_rows), without tiles
+# at most FEW_ROWS such rows, with d >= WIDE_MIN_D: their moments are added
+# row by row (_few_rows, called by _moments._component_wide), without tiles
 FEW_ROWS = 16
 
 
