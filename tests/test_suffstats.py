@@ -471,3 +471,31 @@ def test_hard_assignment_stats_match_reference(ct, weighted):
     # (tied: from ref2, the mean of the centres, pulled far off by centre 4)
     scale = np.max(((X - (got.ref2 if ct == "tied" else got.ref[labels])) ** 2).sum(axis=1))
     np.testing.assert_allclose(cov_g, cov_w, rtol=0, atol=100 * np.finfo(float).eps * scale)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_hard_assignment_stats_bitwise_over_chunks_and_unit_weights(ct):
+    """Rows added in chunks of whole tasks give bitwise the statistics of one
+    call, and unit weights bitwise those of weights of ones (the grouped
+    sums of add_hard are formed per task, in task order)."""
+    rng = np.random.default_rng(11)
+    size = _estep.task_rows(D)
+    n = 5 * size + 77
+    centers = rng.normal(size=(K, D)) * 3
+    X = centers[rng.integers(0, K, n)] + rng.normal(size=(n, D))
+
+    def stats(chunks, weights):
+        acc = _estep.hard_assignment_accumulator(centers, ct, np.float64)
+        for lo, hi in zip(chunks[:-1], chunks[1:]):
+            _estep.add_hard_assignment(acc, X[lo:hi],
+                                       None if weights is None else weights[lo:hi])
+        return acc.result()
+
+    whole = stats([0, n], None)
+    for other in (stats([0, size, 3 * size, n], None), stats([0, n], np.ones(n)),
+                  stats([0, 2 * size, n], np.ones(n))):
+        for name in ("nk", "s1", "s2"):
+            np.testing.assert_array_equal(getattr(other, name), getattr(whole, name), name)
+    # and the sums are right: a non-trivial weighting changes them
+    halves = stats([0, n], np.full(n, 0.5))
+    np.testing.assert_allclose(halves.nk, whole.nk / 2, rtol=1e-15)
