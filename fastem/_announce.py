@@ -42,11 +42,15 @@ def announce(kernel_name, dtype):
               "logprob_tied": "tied", "pass_diag": "diag",
               "logprob_diag": "diag", "pass_spherical": "spherical",
               "logprob_spherical": "spherical",
-              "pass_missing": "rows with missing values (full/tied)"}.get(kernel_name,
-                                                                          kernel_name)
+              "pass_missing": "rows with missing values (full/tied)",
+              "hard_pass": "the k-means start"}.get(kernel_name, kernel_name)
     key = (family, np.dtype(dtype).name)
     with _announce_lock:
         if key in _announced:
+            return
+        if kernel_name == "hard_pass" and any(k[1] == key[1] for k in _announced):
+            # compiled beside a family already announced for this dtype (the
+            # fit's start): one line per fit is enough
             return
         _announced.add(key)
     print(f"fastem: compiling kernels for {family}/{key[1]}, once per install and CPU "

@@ -79,6 +79,11 @@ def _plan(covariance_types, dtypes, n_features):
                         tag.dtype != K.class_tag(int(n_features)).dtype:
                     continue
                 plan.append((name, dtype, ro, tag))
+    # the hard-assignment pass that ends the default ('kmeans') start of every
+    # covariance type
+    for dt in dts:
+        for dtype, ro, tag in K.hard_pass.variants((np.dtype(dt),)):
+            plan.append(("hard_pass", dtype, ro, tag))
     if any(ct in _MISSING_TYPES for ct in cts):
         # fits with missing values (missing='marginalize'): the kernel for
         # rows with NaN, full and tied, computes in float64 whatever the

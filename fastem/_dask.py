@@ -265,6 +265,8 @@ class DaskData(RowData):
     """
 
     name = "X"
+    # the kernels run on the workers
+    kernels_here = False
 
     def __init__(self, X, sample_weight=None, missing=False):
         self.missing = bool(missing)

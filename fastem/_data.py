@@ -71,6 +71,9 @@ class RowData:
     feature_names = None
     # NaN entries are missing values, marginalised (missing='marginalize')
     missing = False
+    # whether passes over the rows run kernels in this process (not on Dask
+    # workers): a fit then compiles the kernels it needs ahead (prefetch)
+    kernels_here = True
 
     def iter_chunks(self):
         """Yield (start_row, block, block_weights or None) in row order."""
@@ -202,6 +205,18 @@ class ArrayData(RowData):
             for acc in accs:
                 acc.add(self.X[lo:hi], self.weights_of(lo, hi))
         return [acc.result() for acc in accs]
+
+    def hard_assignment_stats(self, centers, covariance_type):
+        """As RowData's, in calls of :func:`fastem._estep.pass_rows` rows
+        (whole tasks: bitwise the same statistics) rather than chunks."""
+        if self.missing:
+            return super().hard_assignment_stats(centers, covariance_type)
+        acc = _estep.hard_assignment_accumulator(centers, covariance_type, self.dtype)
+        rows = _estep.pass_rows(covariance_type, *np.shape(centers))
+        for lo in range(0, self.n_samples, rows):
+            hi = min(self.n_samples, lo + rows)
+            _estep.add_hard_assignment(acc, self.X[lo:hi], self.weights_of(lo, hi))
+        return acc.result()
 
     def iter_chunks(self):
         n = self.n_samples

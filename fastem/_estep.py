@@ -38,6 +38,25 @@ def block_size(n_features):
     return BLOCK_ROWS
 
 
+_PASS_KERNEL = {"full": "pass_full", "tied": "pass_tied", "diag": "pass_diag",
+                "spherical": "pass_spherical"}
+
+
+def start_compiling(covariance_type, dtype, n_features, hard_pass=False):
+    """Start compiling in the background, each in a child process of its own,
+    the E-step kernel of a fit of this type, dtype and width and (with
+    ``hard_pass``) the kernel of the 'kmeans' start's pass over every row,
+    unless cached or already loaded; returns at once.  The fit's first calls
+    of those kernels then wait for the children (see
+    :func:`fastem._kernels.start_in_child`)."""
+    k = kernels()
+    dtype = np.dtype(dtype)
+    tag = k.class_tag(n_features) if covariance_type == "full" else None
+    k.start_in_child([(_PASS_KERNEL[covariance_type], dtype, False, tag)])
+    if hard_pass:
+        k.start_in_child([("hard_pass", dtype, False, None)])
+
+
 def task_rows(n_features):
     """Rows per parallel task: a function of the number of features only."""
     return block_size(n_features) * BLOCKS_PER_TASK
@@ -298,11 +317,12 @@ class RespAccumulator:
     """Statistics under given responsibilities (initialisation), accumulated
     chunk by chunk.
 
-    This runs once per fit, so it is written with NumPy (BLAS products in
-    float64) rather than with Numba kernels, which would cost a first fit
-    seconds of compilation for no lasting gain.  Rows are taken in the same
-    fixed tasks of :func:`task_rows` rows as the E-step kernels, and each
-    task's statistics are added to the float64 accumulators in row order, so
+    Soft responsibilities (:meth:`add`, the 'random' and partition starts)
+    are added with NumPy (BLAS products in float64); rows given wholly to one
+    component (:meth:`add_hard`, the pass over every row of the 'kmeans'
+    start) by the ``hard_pass`` kernel.  Rows are taken in the same fixed
+    tasks of :func:`task_rows` rows as the E-step kernels, and each task's
+    statistics are added to the float64 accumulators in task order, so
     chunks whose sizes are multiples of the task size give bitwise the result
     of adding all rows at once.
 
@@ -317,7 +337,7 @@ class RespAccumulator:
     def __init__(self, ref, covariance_type, dtype, ref2=None):
         self.covariance_type = covariance_type
         self.dtype = np.dtype(dtype)
-        self.centers = np.asarray(ref, dtype=np.float64)
+        self.centers = np.ascontiguousarray(ref, dtype=np.float64)
         # the references in the data's precision, as the E-step uses them
         self.ref = _own(ref, self.dtype).astype(np.float64)
         K, d = self.ref.shape
@@ -352,72 +372,39 @@ class RespAccumulator:
         self.weight_sum += float(resp.sum()) if weight_sum is None else float(weight_sum)
         self.n_rows += n
 
-    def add_hard(self, X, labels, sample_weight=None):
-        """Add rows X (n, d), each given wholly to component ``labels[i]``
-        with its weight (1 when ``sample_weight`` is None)."""
+    def add_hard(self, X, labels=None, sample_weight=None):
+        """Add rows X (n, d), each given wholly to one component with its
+        weight (1 when ``sample_weight`` is None): ``labels[i]``, or when
+        ``labels`` is None the nearest of the centres.
+
+        One pass of the ``hard_pass`` kernel: per task of :func:`task_rows`
+        rows, each component's rows in row order, added in task order, so
+        chunks of whole tasks give bitwise the result of one call, and unit
+        weights bitwise that of weights of ones."""
         n, d = X.shape
         if n == 0:
             return
         K = self.ref.shape[0]
+        k = kernels()
+        if labels is None:
+            labels = np.empty(n, dtype=np.int64)
+            given = 0
+        else:
+            labels = np.ascontiguousarray(labels, dtype=np.int64)
+            # the kernel indexes the accumulators with the labels
+            if labels.shape != (n,) or (n and (labels.min() < 0 or labels.max() >= K)):
+                raise ValueError(f"labels must be {n} integers in [0, {K})")
+            given = 1
+        w = _weights_arg(sample_weight)
+        ct = self.covariance_type
+        s2 = self.s2 if ct in ("full", "tied") else np.zeros((0, d, d))
+        sq = self.s2 if ct in ("diag", "spherical") else np.zeros((0, d))
         size = task_rows(d)
-        # whole tasks at a time: as many as keep the group keys (task, label)
-        # 16-bit (a fast stable sort) and the temporaries within CHUNK_ROWS rows
-        per = max(1, min(CHUNK_ROWS // size, (2**15 - 1) // K))
-        for lo in range(0, n, per * size):
-            hi = min(n, lo + per * size)
-            self._add_tasks(X[lo:hi], labels[lo:hi], size,
-                            None if sample_weight is None else sample_weight[lo:hi])
+        with serial_if(n <= size):
+            k.hard_pass(X, w, self.centers, self.ref, self.ref2, labels, given,
+                        int(ct == "tied"), size, self.nk, self.s1, s2, sq)
         self.weight_sum += float(n) if sample_weight is None else float(np.sum(sample_weight))
         self.n_rows += n
-
-    def _add_tasks(self, X, labels, size, w=None):
-        """add_hard of rows X spanning whole tasks of ``size`` rows (the last
-        may be partial), in task order: the rows are grouped by (task, label)
-        with one stable sort (row order kept inside a group); each group's
-        sums are formed at once for all groups (np.add.reduceat) and added to
-        the accumulators in group order (np.add.at, which adds repeated
-        indices one after the other).
-
-        Unit weights take the same steps without the products by 1, which
-        are exact: their statistics are bitwise those of weights of ones."""
-        K = self.ref.shape[0]
-        n = X.shape[0]
-        ntasks = -(-n // size)
-        key = np.arange(n) // size * K + labels
-        order = np.argsort(key.astype(np.int16) if ntasks * K < 2**15 else key,
-                           kind="stable")
-        counts = np.bincount(key, minlength=ntasks * K)
-        x = np.asarray(X, dtype=np.float64)
-        present = np.flatnonzero(counts)
-        ks = present % K
-        sizes = counts[present]
-        starts = np.cumsum(sizes) - sizes
-        # np.take: the same rows as fancy indexing, a third of its time
-        diff = np.take(x, order, axis=0)
-        diff -= np.repeat(self.ref[ks], sizes, axis=0)
-        ct = self.covariance_type
-        if w is None:
-            # the counts are integers: their float sums are exact in any order
-            self.nk += counts.reshape(ntasks, K).sum(axis=0).astype(np.float64)
-            # full: a copy as the left factor, since NumPy would take
-            # diff.T @ diff for a symmetric product (syrk), whose rounding
-            # differs from the general product of the weighted rows
-            gd = diff.copy() if ct == "full" else diff
-        else:
-            ws = np.take(np.asarray(w, dtype=np.float64), order)
-            np.add.at(self.nk, ks, np.add.reduceat(ws, starts))
-            gd = diff * ws[:, None]
-        np.add.at(self.s1, ks, np.add.reduceat(gd, starts, axis=0))
-        if ct == "full":
-            for k, a, c in zip(ks.tolist(), starts.tolist(), sizes.tolist()):
-                self.s2[k] += gd[a:a + c].T @ diff[a:a + c]
-        elif ct in ("diag", "spherical"):
-            np.add.at(self.s2, ks, np.add.reduceat(gd * diff, starts, axis=0))
-        if self.covariance_type == "tied":
-            # the scatter of each task around ref2, in task order
-            for lo in range(0, n, size):
-                hi = min(n, lo + size)
-                self._add_scatter(x[lo:hi], np.ones(hi - lo) if w is None else w[lo:hi])
 
     def _add_component(self, k, x, g):
         """Rows x (float64) with responsibilities g for component k."""
@@ -519,8 +506,7 @@ def add_hard_assignment(acc, X, sample_weight=None):
         X[miss] = acc.centers[labels][miss]
         acc.add_hard(X, labels, sample_weight)
         return
-    labels, _ = nearest_centre(X, acc.centers, acc.centers.mean(axis=0), distances=False)
-    acc.add_hard(X, labels, sample_weight)
+    acc.add_hard(X, None, sample_weight)
 
 
 def nearest_observed_centre(X, centers):

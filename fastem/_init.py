@@ -3,11 +3,13 @@ k-means on standardised data, hierarchical agglomeration.
 
 The 'kmeans' initialisation runs k-means++ seeding and Lloyd iterations on a
 bounded random subsample of the rows, then assigns every row to its nearest
-centre in one pass, so that initialising costs about as much as one or two EM
-iterations even for millions of rows.  It is written with NumPy (BLAS
-products on bounded chunks): it runs once per fit, and Numba kernels here
-would add seconds of compilation to a user's first fit.  Each method returns the sufficient statistics of the data
-under the initial responsibilities; the caller runs the M-step.
+centre in one pass, so that initialising costs less than an EM iteration even
+for millions of rows.  The k-means on the subsample is written with NumPy
+(BLAS products on bounded chunks); the pass over every row is a kernel
+(:func:`fastem._kernels.hard_pass`), which a first fit compiles in a child
+process while the E-step kernel compiles in another.  Each method returns the
+sufficient statistics of the data under the initial responsibilities; the
+caller runs the M-step.
 """
 
 import math
@@ -133,6 +135,10 @@ def initial_stats(data, n_components, covariance_type, init_params, random_state
     if data.missing:
         S, Sw = complete_or_imputed(S, Sw, K)
     if init_params == "kmeans":
+        if data.kernels_here:
+            # a first fit compiles the hard-assignment kernel and the E-step
+            # kernel at once, in two child processes, while k-means runs
+            _estep.start_compiling(ct, data.dtype, data.n_features, hard_pass=True)
         seeds = kmeans_plusplus(S, K, random_state, Sw)
         centers = lloyd(S, S[seeds], weights=Sw)
         return data.hard_assignment_stats(centers, ct)

@@ -52,7 +52,8 @@ def test_compile_then_status_then_fit_loads(tmp_path):
         print(json.dumps(recs))
     """, env)
     recs = json.loads(out.stdout)
-    assert [r["kernel"] for r in recs] == ["pass_diag/float64", "logprob_diag/float64"]
+    assert [r["kernel"] for r in recs] == ["pass_diag/float64", "logprob_diag/float64",
+                                           "hard_pass/float64"]
     assert not any(r["cached"] for r in recs)
     assert all(r["seconds"] > 0 for r in recs)
     # a second process finds every kernel in the cache
@@ -136,9 +137,10 @@ def test_cli_compile_status_and_errors(tmp_path):
     """, env)
     lines = out.stdout.splitlines()
     assert lines[0].startswith(f"cache: {tmp_path / 'cache'}")
-    # pass_tied, logprob_tied, and pass_missing (rows with NaN; float64 for
-    # every data dtype)
-    assert lines[2] == "compiled: 0 of 3 kernels"
+    # pass_tied, logprob_tied, hard_pass (the k-means start) and pass_missing
+    # (rows with NaN; float64 for every data dtype)
+    assert lines[2] == "compiled: 0 of 4 kernels"
+    assert "no   hard_pass/float32" in out.stdout
     assert "no   pass_tied/float32" in out.stdout
     assert "no   pass_missing/float64" in out.stdout
     proc = subprocess.run([sys.executable, "-m", "fastem.cli", "compile", "--dtypes",
@@ -194,8 +196,10 @@ def test_a_changed_helper_invalidates_the_cached_kernels(tmp_path):
 
 def test_cli_fit_compiles_its_kernel_once_in_the_background(tmp_path):
     """`fastem fit` starts compiling the kernel it needs as soon as it knows
-    the data's shape (overlapping its imports); the fit then waits for that
-    child instead of starting a second one, and announces once."""
+    the data's shape (overlapping its imports), and its 'kmeans' start the
+    hard-assignment kernel in a second child (both compile at once); the fit
+    then waits for those children instead of starting others, and announces
+    once."""
     env = {"NUMBA_CACHE_DIR": str(tmp_path / "cache")}
     out = _run("""
         import json, sys
@@ -211,11 +215,11 @@ def test_cli_fit_compiles_its_kernel_once_in_the_background(tmp_path):
         from fastem import _compile
         st = dict(_compile.status("diag", "float64", 2)["kernels"])
         print(json.dumps({"code": code, "spawned": spawned, "in_flight": len(_aot._IN_FLIGHT),
-                          "cached": st["pass_diag/float64"]}))
+                          "cached": st["pass_diag/float64"] and st["hard_pass/float64"]}))
     """, env)
     info = json.loads(out.stdout.splitlines()[-1])
     assert info["code"] in (0, None)
-    assert info["spawned"] == [[["pass_diag", "float64"]]]
+    assert info["spawned"] == [[["pass_diag", "float64"]], [["hard_pass", "float64"]]]
     assert info["in_flight"] == 0
     assert info["cached"] is True
     assert out.stderr.count("compiling kernels") == 1

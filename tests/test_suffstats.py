@@ -499,3 +499,40 @@ def test_hard_assignment_stats_bitwise_over_chunks_and_unit_weights(ct):
     # and the sums are right: a non-trivial weighting changes them
     halves = stats([0, n], np.full(n, 0.5))
     np.testing.assert_allclose(halves.nk, whole.nk / 2, rtol=1e-15)
+
+
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_hard_pass_with_given_labels_matches_numpy(ct, dtype):
+    """The hard_pass kernel with labels given (the start with missing values)
+    against the statistics written out in NumPy: float32 rows are widened to
+    float64 before any sum, so the tolerance is float64's."""
+    rng = np.random.default_rng(5)
+    n = 2 * _estep.task_rows(D) + 301
+    centers = rng.normal(size=(K, D)) * 3
+    X = (centers[rng.integers(0, K, n)] + rng.normal(size=(n, D))).astype(dtype)
+    w = rng.uniform(0.1, 3.0, size=n)
+    labels = rng.integers(0, K, n)  # not the nearest centres: taken as given
+    labels[labels == 2] = 0  # and a component without rows
+    acc = _estep.hard_assignment_accumulator(centers, ct, dtype)
+    acc.add_hard(X, labels, w)
+    got = acc.result()
+    x = X.astype(np.float64)
+    ref = got.ref
+    np.testing.assert_allclose(got.nk, np.bincount(labels, weights=w, minlength=K),
+                               rtol=1e-13)
+    assert got.nk[2] == 0.0
+    for k in range(K):
+        diff = x[labels == k] - ref[k]
+        wk = w[labels == k]
+        np.testing.assert_allclose(got.s1[k], wk @ diff, rtol=1e-12, atol=1e-9)
+        if ct == "full":
+            np.testing.assert_allclose(got.s2[k], (diff * wk[:, None]).T @ diff, rtol=1e-12,
+                                       atol=1e-9)
+        elif ct in ("diag", "spherical"):
+            np.testing.assert_allclose(got.s2[k], wk @ (diff * diff), rtol=1e-12, atol=1e-9)
+    if ct == "tied":
+        diff = x - got.ref2
+        np.testing.assert_allclose(got.s2, (diff * w[:, None]).T @ diff, rtol=1e-12, atol=1e-9)
+    with pytest.raises(ValueError, match="labels must be"):
+        acc.add_hard(X, np.full(n, K), w)

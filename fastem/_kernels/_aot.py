@@ -87,6 +87,7 @@ def start_in_child(variants, announce_them=True):
         return
     with _IN_FLIGHT_LOCK:
         todo = [v for v in variants if variant_key(v) not in _IN_FLIGHT
+                and not getattr(K, v[0]).loaded(*v[1:])
                 and not getattr(K, v[0]).in_cache(*v[1:])]
         if not todo:
             return
@@ -133,6 +134,19 @@ def _wait_in_flight(variants):
         if not kern.in_cache(*v[1:]):
             rest.append(v)
     return rest
+
+
+def settle(variant):
+    """A variant found in the cache: forget the background child that was
+    compiling it (a prefetch nobody had to wait for), and reap that child
+    when it has nothing else in flight."""
+    key = variant_key(variant)
+    with _IN_FLIGHT_LOCK:
+        proc = _IN_FLIGHT.pop(key, None)
+        last = proc is not None and all(p is not proc for p in _IN_FLIGHT.values())
+    if last:
+        # it wrote its last index entry: it is exiting
+        proc.wait()
 
 
 def _stop_in_flight():

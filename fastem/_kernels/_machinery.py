@@ -191,11 +191,15 @@ class _Kernel:
             with _VARIANT_LOCK:
                 fn = self._variants.get(key)
                 if fn is None:
-                    if not self.in_cache(dtype, readonly, tag):
-                        from . import _aot
+                    from . import _aot
 
+                    if not self.in_cache(dtype, readonly, tag):
                         _aot.announce(self.__name__, dtype)
                         _aot.compile_in_child([(self.__name__, dtype, readonly, tag)])
+                    else:
+                        # cached, perhaps by a background child that has
+                        # finished since: that child is done with it
+                        _aot.settle((self.__name__, dtype, readonly, tag))
                     options = dict(self._options)
                     cached = options.pop("cache", False)
                     fn = njit(**options)(self.py_func)
@@ -212,6 +216,11 @@ class _Kernel:
 
     def _function_cache(self):
         return _package_cache_class()(self.py_func)
+
+    def loaded(self, dtype, readonly=False, tag=None):
+        """Whether this process has that variant ready (no file is read)."""
+        return (np.dtype(dtype).char, bool(readonly),
+                None if tag is None else tag.dtype.char) in self._variants
 
     def in_cache(self, dtype, readonly=False, tag=None):
         """Whether that variant is in the on-disk cache for this CPU (and the
