@@ -390,7 +390,8 @@ class RespAccumulator:
             labels = np.empty(n, dtype=np.int64)
             given = 0
         else:
-            labels = np.ascontiguousarray(labels, dtype=np.int64)
+            # (a writable copy when needed: the kernel's labels are in/out)
+            labels = np.require(labels, np.int64, ["C", "W"])
             # the kernel indexes the accumulators with the labels
             if labels.shape != (n,) or (n and (labels.min() < 0 or labels.max() >= K)):
                 raise ValueError(f"labels must be {n} integers in [0, {K})")
@@ -403,7 +404,8 @@ class RespAccumulator:
         with serial_if(n <= size):
             k.hard_pass(X, w, self.centers, self.ref, self.ref2, labels, given,
                         int(ct == "tied"), size, self.nk, self.s1, s2, sq)
-        self.weight_sum += float(n) if sample_weight is None else float(np.sum(sample_weight))
+        self.weight_sum = (self.weight_sum + float(n) if sample_weight is None
+                           else _add_in_tasks(self.weight_sum, w, size))
         self.n_rows += n
 
     def _add_component(self, k, x, g):
@@ -504,7 +506,8 @@ def add_hard_assignment(acc, X, sample_weight=None):
         labels[inc] = nearest_observed_centre(X[inc], acc.centers)
         miss = np.isnan(X)
         X[miss] = acc.centers[labels][miss]
-        acc.add_hard(X, labels, sample_weight)
+        # in the data's dtype again: the kernel variant every other chunk uses
+        acc.add_hard(X.astype(acc.dtype, copy=False), labels, sample_weight)
         return
     acc.add_hard(X, None, sample_weight)
 

@@ -536,3 +536,74 @@ def test_hard_pass_with_given_labels_matches_numpy(ct, dtype):
         np.testing.assert_allclose(got.s2, (diff * w[:, None]).T @ diff, rtol=1e-12, atol=1e-9)
     with pytest.raises(ValueError, match="labels must be"):
         acc.add_hard(X, np.full(n, K), w)
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (1, 3), (4, 1), (3, 7)])
+@pytest.mark.parametrize("ct", COVARIANCE_TYPES)
+def test_hard_pass_odd_shapes_match_numpy(ct, shape):
+    """One component, one feature, an odd number of features (the distance
+    loop's tail): the nearest centres and the moments against NumPy, and the
+    sum of weights bitwise the same over chunkings into whole tasks."""
+    k, d = shape
+    rng = np.random.default_rng(17)
+    size = _estep.task_rows(d)
+    n = 2 * size + 5
+    centers = rng.normal(size=(k, d)) * 4
+    X = centers[rng.integers(0, k, n)] + rng.normal(size=(n, d))
+    w = rng.uniform(0.2, 2.0, size=n)
+    acc = _estep.hard_assignment_accumulator(centers, ct, np.float64)
+    _estep.add_hard_assignment(acc, X, w)
+    got = acc.result()
+    labels = np.argmin(((X[:, None, :] - centers[None]) ** 2).sum(axis=2), axis=1)
+    np.testing.assert_allclose(got.nk, np.bincount(labels, weights=w, minlength=k),
+                               rtol=1e-13)
+    for j in range(k):
+        diff = X[labels == j] - got.ref[j]
+        np.testing.assert_allclose(got.s1[j], w[labels == j] @ diff, rtol=1e-12, atol=1e-9)
+    chunked = _estep.hard_assignment_accumulator(centers, ct, np.float64)
+    for lo, hi in ((0, size), (size, n)):
+        _estep.add_hard_assignment(chunked, X[lo:hi], w[lo:hi])
+    assert chunked.weight_sum == acc.weight_sum
+    np.testing.assert_array_equal(chunked.s2, acc.s2)
+
+
+def test_hard_pass_refuses_labels_it_cannot_index():
+    """The kernel itself checks given labels and the tied accumulator's
+    shape before writing anything (its callers check too)."""
+    from fastem import _kernels
+
+    X = np.zeros((10, 2))
+    out = (np.zeros(3), np.zeros((3, 2)), np.zeros((3, 2, 2)), np.zeros((0, 2)))
+    C = np.zeros((3, 2))
+    for bad in (3, -1):
+        labels = np.zeros(10, dtype=np.int64)
+        labels[4] = bad
+        with pytest.raises(ValueError, match="label"):
+            _kernels.hard_pass(X, np.empty(0), C, C, np.zeros(2), labels, 1, 0, 4096, *out)
+    assert not any(a.any() for a in out)
+    with pytest.raises(ValueError, match="tied"):
+        _kernels.hard_pass(X, np.empty(0), C, C, np.zeros(2), np.zeros(10, dtype=np.int64),
+                           0, 1, 4096, out[0], out[1], np.zeros((0, 2, 2)), out[3])
+
+
+def test_float32_start_with_missing_values_uses_float32_kernel(monkeypatch):
+    """Rows with NaN are filled from their centre and go through the same
+    (float32) kernel variant as the other chunks of a float32 fit."""
+    from fastem import _kernels
+
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(3000, 3)).astype(np.float32)
+    X[::7, 1] = np.nan
+    centers = rng.normal(size=(2, 3))
+    acc = _estep.hard_assignment_accumulator(centers, "full", np.float32)
+    asked = []
+    real = _kernels.hard_pass.variant
+
+    def variant(dtype, readonly, tag=None):
+        asked.append(np.dtype(dtype))
+        return real(dtype, readonly, tag)
+
+    monkeypatch.setattr(_kernels.hard_pass, "variant", variant)
+    _estep.add_hard_assignment(acc, X)
+    assert asked == [np.dtype(np.float32)]
+    assert acc.result().nk.sum() == 3000

@@ -25,6 +25,8 @@ _CHILD_ENV = "FASTEM_COMPILE_CHILD"
 _IN_FLIGHT = {}
 _IN_FLIGHT_LOCK = threading.Lock()
 _AT_EXIT = []  # whether _stop_in_flight is registered
+# seconds settle() waits for a finished compile's child to exit
+_SETTLE_S = 2.0
 
 
 def _child_code(variants):
@@ -139,14 +141,23 @@ def _wait_in_flight(variants):
 def settle(variant):
     """A variant found in the cache: forget the background child that was
     compiling it (a prefetch nobody had to wait for), and reap that child
-    when it has nothing else in flight."""
+    when it has nothing else in flight.  A child that does not exit within
+    _SETTLE_S (it is still compiling: another process cached the variant
+    first) is left to the exit handler."""
+    import subprocess
+
     key = variant_key(variant)
     with _IN_FLIGHT_LOCK:
         proc = _IN_FLIGHT.pop(key, None)
         last = proc is not None and all(p is not proc for p in _IN_FLIGHT.values())
-    if last:
+    if not last:
+        return
+    try:
         # it wrote its last index entry: it is exiting
-        proc.wait()
+        proc.wait(timeout=_SETTLE_S)
+    except subprocess.TimeoutExpired:
+        with _IN_FLIGHT_LOCK:
+            _IN_FLIGHT.setdefault(key, proc)
 
 
 def _stop_in_flight():

@@ -168,11 +168,12 @@ def hard_pass(X, w, centers, ref, ref2, labels, given, tied, task_rows, out_nk, 
     centers : (K, d) float64, the centres rows are assigned to
     ref : (K, d) float64, the references of each component's moments
     ref2 : (d,) float64, the reference of the tied scatter
-    labels : (n,) int64: read when ``given`` is 1, else written with each
+    labels : (n,) int64: read when ``given`` is 1 (each in [0, K), else
+        ValueError before anything is written), else written with each
         row's nearest centre (squared Euclidean distance; the first of
         equal distances)
     tied : 1 to add the weighted scatter of all rows around ref2 to
-        out_s2 (1, d, d) (upper triangle)
+        out_s2, which must then be (1, d, d) (upper triangle)
     task_rows : rows per parallel task
     out_nk, out_s1 : (K,), (K, d) float64 accumulators
     out_s2 : (K, d, d) float64 (full, upper triangle), (1, d, d) (tied) or
@@ -181,6 +182,15 @@ def hard_pass(X, w, centers, ref, ref2, labels, given, tied, task_rows, out_nk, 
     """
     n, d = X.shape
     K = centers.shape[0]
+    # values the shape checks cannot see, checked before anything is written:
+    # the accumulators are indexed with the labels, and the tied scatter
+    # needs its (1, d, d) accumulator
+    if tied and out_s2.shape[0] != 1:
+        raise ValueError("hard_pass: tied needs out_s2 of shape (1, d, d)")
+    if given:
+        for i in range(n):
+            if labels[i] < 0 or labels[i] >= K:
+                raise ValueError("hard_pass: a label is outside [0, K)")
     has_w = w.shape[0] > 0
     full = out_s2.shape[0] == K and tied == 0
     diag = out_sq.shape[0] == K
