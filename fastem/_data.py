@@ -253,6 +253,8 @@ class SourceData(RowData):
 
     def __init__(self, source, sample_weight=None):
         self.source = source
+        # every chunk passed the finiteness check in a whole pass (iter_chunks)
+        self._checked = False
         self.n_features = source.n_features
         self.dtype = np.dtype(source.dtype)
         self.name = source.name
@@ -285,6 +287,31 @@ class SourceData(RowData):
             raise ValueError(
                 f"{self.name} yielded {n} rows, but {self.n_samples} were expected; "
                 "the source changed or is truncated.")
+        self._checked = True
+
+    def e_pass_many(self, params_list):
+        """As RowData's; once a whole pass has checked every row of a
+        ``.npy`` file (whose identity each pass verifies: a changed file is
+        an error), later passes let the E-step kernels read the rows
+        themselves, each task its own (:meth:`StatsAccumulator.add_from_file`):
+        the reading is shared by the kernel's threads instead of taking a core
+        from them, in calls of :func:`fastem._estep.pass_rows` rows, so the
+        statistics are bitwise those of the same rows in memory."""
+        direct = None
+        if self._checked and not self.missing and params_list and self.n_samples:
+            direct = self.source._direct_rows()
+        if direct is None:
+            return super().e_pass_many(params_list)
+        rows = min(_estep.pass_rows(p.covariance_type, *p.means.shape) for p in params_list)
+        accs = [_estep.StatsAccumulator(p, self.dtype) for p in params_list]
+        row_bytes = self.n_features * self.dtype.itemsize
+        with direct as (fd, offset):
+            for lo in range(0, self.n_samples, rows):
+                hi = min(self.n_samples, lo + rows)
+                for acc in accs:
+                    acc.add_from_file(fd, offset + lo * row_bytes, hi - lo,
+                                      self.weights_of(lo, hi))
+        return [acc.result() for acc in accs]
 
     def count(self):
         n = 0

@@ -229,17 +229,40 @@ class StatsAccumulator:
                 n = X.shape[0]
                 if n == 0:
                     return
+        self._add_rows(X, n, sample_weight, self._k.memory_src())
+
+    def add_from_file(self, fd, offset, n, sample_weight=None):
+        """Add the statistics of ``n`` rows of this pass's dtype and width
+        stored C-ordered in the open file ``fd`` from byte ``offset``: each
+        parallel task reads its own rows (see :mod:`fastem._kernels._fileread`).
+        The same statistics, bitwise, as :meth:`add` of those rows.  The
+        caller has checked the rows (finite) and the file's identity, and
+        checks it again after the pass; a read that came short raises
+        OSError (nothing of it is added)."""
+        if self._missing is not None:
+            raise ValueError("add_from_file: rows with missing values are added with add()")
+        if n == 0:
+            return
+        src = self._k.file_src(fd, offset, n)
+        self._add_rows(np.empty((0, self.s1.shape[1]), dtype=self.dtype), n, sample_weight, src)
+        if src[3]:
+            raise OSError(f"{int(src[3])} of the tasks' reads from file descriptor {fd} came "
+                          "short (the file shrank or could not be read)")
+
+    def _add_rows(self, X, n, sample_weight, src):
         k = self._k
         w = _weights_arg(sample_weight)
         with serial_if(n <= self._task_rows):
-            self._run(k, X, w)
+            self._run(k, X, w, src)
+        if src[3]:
+            return  # add_from_file raises; the statistics are not used
         self.weight_sum = (self.weight_sum + float(n) if sample_weight is None
                            else _add_in_tasks(self.weight_sum, w, self._task_rows))
         self.n_rows += n
 
-    def _run(self, k, X, w):
+    def _run(self, k, X, w, src):
         args = (X, w, self._means, self._P, self._log_norm, self._ref2, self._proj,
-                self._block, self._task_rows, self.nk, self.s1, self.s2, self._acc)
+                self._block, self._task_rows, self.nk, self.s1, self.s2, self._acc, src)
         ct = self.covariance_type
         if ct == "full":
             k.pass_full(*args, k.class_tag(X.shape[1]))

@@ -142,7 +142,7 @@ def _pass_args(ct, n=600, d=4, K_=3, dtype=np.float64):
         s2 = np.zeros((K_, d))
     args = [X, np.empty(0), np.zeros((K_, d), dtype=dtype), P, np.zeros(K_),
             np.zeros(d, dtype=dtype), np.zeros((K_, d), dtype=dtype), 256, 4096,
-            np.zeros(K_), np.zeros((K_, d)), s2, np.zeros(2)]
+            np.zeros(K_), np.zeros((K_, d)), s2, np.zeros(2), K.memory_src()]
     if ct == "full":
         args.append(K.class_tag(d))
     kern = {"full": K.pass_full, "tied": K.pass_tied, "diag": K.pass_diag,
@@ -167,7 +167,11 @@ def _mutations(ct):
         (11, lambda a: np.zeros((1,) + a[11].shape[1:]) if ct != "tied"
          else np.zeros((2,) + a[11].shape[1:]), "s2 accumulator of another K"),
         (12, lambda a: np.zeros(1), "ll accumulator too short"),
-    ] + ([(13, lambda a: K.class_tag(2), "tag of another feature class")]
+        (13, lambda a: np.array([-1, 0, 0], dtype=np.int64), "row source too short"),
+        (13, lambda a: np.array([-1, 0, 0, 0], dtype=np.int32), "row source not int64"),
+        (13, lambda a: K.file_src(0, 0, a[0].shape[0]), "file mode while X has rows"),
+        (13, lambda a: K.file_src(0, -8, 0), "negative file offset"),
+    ] + ([(14, lambda a: K.class_tag(2), "tag of another feature class")]
          if ct == "full" else [])
 
 

@@ -36,7 +36,8 @@ argument checks), :mod:`._classes` (feature classes and their tags),
 :mod:`._math` (vectorisable exp and log), :mod:`._blocks` (E-step block
 helpers), :mod:`._moments` (statistics block helpers), :mod:`._passes`
 (the parallel kernels), :mod:`._incomplete` (rows with missing entries),
-:mod:`._hard` (the hard-assignment pass of the k-means start).
+:mod:`._hard` (the hard-assignment pass of the k-means start),
+:mod:`._fileread` (the E-step kernels' reads from a file).
 """
 
 # before anything is compiled: saves to Numba's cache from several processes
@@ -50,6 +51,7 @@ from ._classes import (DCLASS_SCALED, DCLASS_SMALL, DCLASS_WEIGHTED, DCLASS_WIDE
                        WIDE_MIN_D, class_name, class_tag, d_class)
 from ._machinery import (CACHE, FASTMATH, KernelArgumentError, check_arguments, kernel,
                          target_cpu)
+from ._fileread import HAVE_PREAD, file_src, memory_src
 from ._math import _exp_neg, _log_normal
 from ._hard import hard_pass
 from ._incomplete import pass_missing
@@ -58,5 +60,5 @@ from ._passes import (logprob_diag, logprob_full, logprob_spherical, logprob_tie
 
 __all__ = ["compile_in_child", "start_in_child", "variant_key", "CACHE", "DCLASS_SCALED", "DCLASS_SMALL", "DCLASS_WEIGHTED", "DCLASS_WIDE", "FASTMATH",
            "KernelArgumentError", "SCALED_MIN_D", "WIDE_MIN_D", "check_arguments", "class_name",
-           "class_tag", "d_class", "hard_pass", "kernel", "logprob_diag", "logprob_full", "logprob_spherical",
+           "class_tag", "d_class", "file_src", "hard_pass", "HAVE_PREAD", "memory_src", "kernel", "logprob_diag", "logprob_full", "logprob_spherical",
            "logprob_tied", "pass_diag", "pass_missing", "pass_full", "pass_spherical", "pass_tied", "target_cpu", "_exp_neg", "_log_normal"]

@@ -279,7 +279,11 @@ def check_arguments(name, shapes, args):
       many dimensions;
     - ``"block"``: a positive int; ``"task"``: a positive multiple of block
       (or a positive int when no block comes before it); ``"flag"``: 0 or 1;
-    - ``"tag"``: one of the feature-class tag arrays, matching d.
+    - ``"tag"``: one of the feature-class tag arrays, matching d;
+    - ``"src"``: the E-step kernels' row source (:mod:`._fileread`), a
+      writable int64 array of four: the rows are X's (``x`` of them), or, in
+      file mode, X has no rows and the pass reads ``src[2]`` rows from a
+      file; optional weights (``0|m``) must have that many rows.
 
     Float arrays other than the data and the float64 accumulators must have
     the data's dtype where the kernel's signature says so; Numba's explicit
@@ -307,6 +311,9 @@ def check_arguments(name, shapes, args):
             continue
         if not isinstance(a, np.ndarray):
             raise KernelArgumentError(f"{where} must be an ndarray, got {type(a).__name__}")
+        if spec == "src":
+            _check_src(where, a, env)
+            continue
         if spec == "tag":
             if a.shape != (0,) or a.dtype != class_tag(env["d"]).dtype:
                 raise KernelArgumentError(f"{where}: feature-class tag does not match "
@@ -336,6 +343,26 @@ def check_arguments(name, shapes, args):
                     f"({sym})")
         if not a.flags.c_contiguous:
             raise KernelArgumentError(f"{where} must be C-contiguous")
+
+
+def _check_src(where, src, env):
+    """The ``src`` spec of :func:`check_arguments`."""
+    if (src.shape != (4,) or src.dtype != np.int64 or not src.flags.c_contiguous
+            or not src.flags.writeable):
+        raise KernelArgumentError(f"{where} must be a writable int64 array of 4 (the row "
+                                  f"source), got {src.dtype} of shape {src.shape}")
+    if src[0] < 0:
+        rows = env["x"]
+    else:
+        if env["x"] != 0:
+            raise KernelArgumentError(f"{where}: rows read from a file, but X has "
+                                      f"{env['x']} rows (expected none)")
+        if src[1] < 0 or src[2] < 0:
+            raise KernelArgumentError(f"{where}: negative file offset or row count "
+                                      f"({src[1]}, {src[2]})")
+        rows = int(src[2])
+    if "m" in env and env["m"] != rows:
+        raise KernelArgumentError(f"{where}: {env['m']} sample weights for {rows} rows")
 
 
 def kernel(build, tagged=False, shapes=None, dtypes=None, **options):

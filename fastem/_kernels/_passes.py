@@ -16,6 +16,7 @@ from numba import njit, prange, types
 
 from ._blocks import (_load_block, _logprob_block_diag, _logprob_block_full,
                       _logprob_block_spherical, _logprob_block_tied, _normalise_block)
+from ._fileread import SRC_FD, SRC_ROWS, _count_short, _read_task
 from ._machinery import CACHE, FASTMATH, HELPER_CACHE, SCRATCH_PAD, _arr, kernel
 from ._moments import (_accumulate_diag, _accumulate_full, _accumulate_spherical,
                        _accumulate_tied, _merge_tasks, _zero_task)
@@ -56,7 +57,7 @@ def _sig_pass(dt, ro, P_ndim=3, extra=()):
     return types.void(
         _arr(dt, 2, ro), _arr(_f8, 1), _arr(dt, 2), _arr(dt, P_ndim), _arr(_f8, 1),
         _arr(dt, 1), _arr(dt, 2), _i8, _i8, _arr(_f8, 1), _arr(_f8, 2),
-        _arr(_f8, P_ndim), _arr(_f8, 1), *extra,
+        _arr(_f8, P_ndim), _arr(_f8, 1), _arr(_i8, 1), *extra,
     )
 
 
@@ -73,10 +74,10 @@ def _sig_pass_diag(dt, ro):
 
 
 @kernel(_sig_pass_full, tagged=True, parallel=True, cache=CACHE, fastmath=FASTMATH,
-        shapes=("n d", "n|0", "K d", "K d d", "K", "d", "K d", "block", "task", "K", "K d",
-                "K d d", "2", "tag"))
+        shapes=("x d", "0|m", "K d", "K d d", "K", "d", "K d", "block", "task", "K", "K d",
+                "K d d", "2", "src", "tag"))
 def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
-              out_s2, out_ll, tag):
+              out_s2, out_ll, src, tag):
     """One EM pass for the full covariance type.
 
     Parameters
@@ -94,9 +95,14 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
         s2 only)
     out_ll : (2,) float64 accumulator: [sum of weighted log-likelihoods,
         number of rows without a finite density]
+    src : (4,) int64, where the rows come from (:mod:`._fileread`): X, or
+        (file mode: X has no rows) a file each task reads its own rows from,
+        and the output count of tasks whose read came short
     tag : the feature-class tag for d (:func:`class_tag`)
     """
-    n, d = X.shape
+    d = X.shape[1]
+    from_file = src[SRC_FD] >= 0
+    n = src[SRC_ROWS] if from_file else X.shape[0]
     K = means.shape[0]
     has_w = w.shape[0] > 0
     ntasks = (n + task_rows - 1) // task_rows
@@ -105,6 +111,7 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
     p_s2 = np.empty((ntasks, K, d, d))
     p_ll = np.empty(ntasks)
     p_bad = np.empty(ntasks, dtype=np.int64)
+    p_short = np.empty(ntasks, dtype=np.int64)
     bs = block + SCRATCH_PAD
     for t in prange(ntasks):
         xt = np.empty((d, bs), dtype=X.dtype)
@@ -125,6 +132,12 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
         zero = np.zeros(1, dtype=X.dtype)[0]
         lo = t * task_rows
         hi = min(n, lo + task_rows)
+        # file mode: the task's rows, read by this thread (see _fileread)
+        tb = np.empty((task_rows if from_file else 0, d), dtype=X.dtype)
+        p_short[t] = 0
+        if from_file and not _read_task(src, lo, hi, tb):
+            p_short[t] = 1
+            hi = lo  # the task adds nothing
         ll = 0.0
         nbad = 0
         # the task's partials, sliced once per task (see _TASK_VIEWS)
@@ -134,7 +147,10 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
         _zero_task(nk_t, s1_t, s2_t)
         for start in range(lo, hi, block):
             nb = min(block, hi - start)
-            _load_block(X, start, nb, xt)
+            if from_file:
+                _load_block(tb, start - lo, nb, xt)
+            else:
+                _load_block(X, start, nb, xt)
             _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, acc3, acc4,
                                 maha, lp, tag)
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
@@ -145,17 +161,21 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
         p_ll[t] = ll
         p_bad[t] = nbad
     _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
+    _count_short(p_short, src)
 
 
 @kernel(_sig_pass_tied, parallel=True, cache=CACHE, fastmath=FASTMATH,
-        shapes=("n d", "n|0", "K d", "1 d d", "K", "d", "K d", "block", "task", "K", "K d",
-                "1 d d", "2"))
+        shapes=("x d", "0|m", "K d", "1 d d", "K", "d", "K d", "block", "task", "K", "K d",
+                "1 d d", "2", "src"))
 def pass_tied(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
-              out_s2, out_ll):
-    """One EM pass for the tied covariance type: as :func:`pass_full` with P
-    (1, d, d) the shared precision factor, proj = P^T (mu_k - ref2), and
-    out_s2 (1, d, d) receiving the weighted total scatter around ref2."""
-    n, d = X.shape
+              out_s2, out_ll, src):
+    """One EM pass for the tied covariance type: as :func:`pass_full` (src
+    included) with P (1, d, d) the shared precision factor, proj = P^T (mu_k
+    - ref2), and out_s2 (1, d, d) receiving the weighted total scatter around
+    ref2."""
+    d = X.shape[1]
+    from_file = src[SRC_FD] >= 0
+    n = src[SRC_ROWS] if from_file else X.shape[0]
     K = means.shape[0]
     has_w = w.shape[0] > 0
     ntasks = (n + task_rows - 1) // task_rows
@@ -164,6 +184,7 @@ def pass_tied(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
     p_s2 = np.empty((ntasks, 1, d, d))
     p_ll = np.empty(ntasks)
     p_bad = np.empty(ntasks, dtype=np.int64)
+    p_short = np.empty(ntasks, dtype=np.int64)
     bs = block + SCRATCH_PAD
     for t in prange(ntasks):
         xt = np.empty((d, bs), dtype=X.dtype)
@@ -179,6 +200,12 @@ def pass_tied(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
         tied_s1 = np.zeros((1, d))
         lo = t * task_rows
         hi = min(n, lo + task_rows)
+        # file mode: the task's rows, read by this thread (see _fileread)
+        tb = np.empty((task_rows if from_file else 0, d), dtype=X.dtype)
+        p_short[t] = 0
+        if from_file and not _read_task(src, lo, hi, tb):
+            p_short[t] = 1
+            hi = lo  # the task adds nothing
         ll = 0.0
         nbad = 0
         P0 = P[0]
@@ -189,7 +216,10 @@ def pass_tied(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
         _zero_task(nk_t, s1_t, s2_t)
         for start in range(lo, hi, block):
             nb = min(block, hi - start)
-            _load_block(X, start, nb, xt)
+            if from_file:
+                _load_block(tb, start - lo, nb, xt)
+            else:
+                _load_block(X, start, nb, xt)
             _logprob_block_tied(xt, nb, ref2, P0, proj, log_norm, diff, Y, maha, lp)
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
@@ -199,13 +229,14 @@ def pass_tied(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
         p_ll[t] = ll
         p_bad[t] = nbad
     _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
+    _count_short(p_short, src)
 
 
 @kernel(_sig_pass_diag, parallel=True, cache=CACHE, fastmath=FASTMATH,
-        shapes=("n d", "n|0", "K d", "K d", "K", "d", "K d", "block", "task", "K", "K d",
-                "K d", "2"))
+        shapes=("x d", "0|m", "K d", "K d", "K", "d", "K d", "block", "task", "K", "K d",
+                "K d", "2", "src"))
 def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk, out_s1,
-              out_s2, out_ll):
+              out_s2, out_ll, src):
     """One EM pass for the diagonal and spherical covariance types.
 
     ``prec`` (K, d) holds the square roots of the diagonal precisions (the
@@ -213,9 +244,11 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
     centre of the E-step and proj = (means - ref2) * prec.  Adds, in task order,
     to the accumulators out_nk (K,), out_s1 (K, d), out_s2 (K, d) (diagonal second
     moments around the means) and out_ll = [sum of weighted log-likelihoods,
-    rows without a finite density].
+    rows without a finite density]; src as in pass_full.
     """
-    n, d = X.shape
+    d = X.shape[1]
+    from_file = src[SRC_FD] >= 0
+    n = src[SRC_ROWS] if from_file else X.shape[0]
     K = means.shape[0]
     has_w = w.shape[0] > 0
     ntasks = (n + task_rows - 1) // task_rows
@@ -224,6 +257,7 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
     p_s2 = np.empty((ntasks, K, d))
     p_ll = np.empty(ntasks)
     p_bad = np.empty(ntasks, dtype=np.int64)
+    p_short = np.empty(ntasks, dtype=np.int64)
     bs = block + SCRATCH_PAD
     for t in prange(ntasks):
         xt = np.empty((d, bs), dtype=X.dtype)
@@ -236,6 +270,12 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
         zero = np.zeros(1, dtype=X.dtype)[0]
         lo = t * task_rows
         hi = min(n, lo + task_rows)
+        # file mode: the task's rows, read by this thread (see _fileread)
+        tb = np.empty((task_rows if from_file else 0, d), dtype=X.dtype)
+        p_short[t] = 0
+        if from_file and not _read_task(src, lo, hi, tb):
+            p_short[t] = 1
+            hi = lo  # the task adds nothing
         ll = 0.0
         nbad = 0
         nk_t = p_nk[t]
@@ -244,7 +284,10 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
         _zero_task(nk_t, s1_t, s2_t)
         for start in range(lo, hi, block):
             nb = min(block, hi - start)
-            _load_block(X, start, nb, xt)
+            if from_file:
+                _load_block(tb, start - lo, nb, xt)
+            else:
+                _load_block(X, start, nb, xt)
             _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, lp)
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
@@ -253,13 +296,14 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
         p_ll[t] = ll
         p_bad[t] = nbad
     _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
+    _count_short(p_short, src)
 
 
 @kernel(_sig_pass_diag, parallel=True, cache=CACHE, fastmath=FASTMATH,
-        shapes=("n d", "n|0", "K d", "K d", "K", "d", "K d", "block", "task", "K", "K d",
-                "K d", "2"))
+        shapes=("x d", "0|m", "K d", "K d", "K", "d", "K d", "block", "task", "K", "K d",
+                "K d", "2", "src"))
 def pass_spherical(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
-                   out_s1, out_s2, out_ll):
+                   out_s1, out_s2, out_ll, src):
     """One EM pass for the spherical covariance type.
 
     The arguments of pass_diag, except: prec (K, d) holds each component's
@@ -267,7 +311,9 @@ def pass_spherical(X, w, means, prec, log_norm, ref2, proj, block, task_rows, ou
     and proj = means - ref2, not scaled by it.  out_s2 (K, d) receives the
     second moments around the means summed over the features, in column 0.
     """
-    n, d = X.shape
+    d = X.shape[1]
+    from_file = src[SRC_FD] >= 0
+    n = src[SRC_ROWS] if from_file else X.shape[0]
     K = means.shape[0]
     has_w = w.shape[0] > 0
     ntasks = (n + task_rows - 1) // task_rows
@@ -276,6 +322,7 @@ def pass_spherical(X, w, means, prec, log_norm, ref2, proj, block, task_rows, ou
     p_s2 = np.empty((ntasks, K, d))
     p_ll = np.empty(ntasks)
     p_bad = np.empty(ntasks, dtype=np.int64)
+    p_short = np.empty(ntasks, dtype=np.int64)
     bs = block + SCRATCH_PAD
     for t in prange(ntasks):
         xt = np.empty((d, bs), dtype=X.dtype)
@@ -289,6 +336,12 @@ def pass_spherical(X, w, means, prec, log_norm, ref2, proj, block, task_rows, ou
         zero = np.zeros(1, dtype=X.dtype)[0]
         lo = t * task_rows
         hi = min(n, lo + task_rows)
+        # file mode: the task's rows, read by this thread (see _fileread)
+        tb = np.empty((task_rows if from_file else 0, d), dtype=X.dtype)
+        p_short[t] = 0
+        if from_file and not _read_task(src, lo, hi, tb):
+            p_short[t] = 1
+            hi = lo  # the task adds nothing
         ll = 0.0
         nbad = 0
         nk_t = p_nk[t]
@@ -297,7 +350,10 @@ def pass_spherical(X, w, means, prec, log_norm, ref2, proj, block, task_rows, ou
         _zero_task(nk_t, s1_t, s2_t)
         for start in range(lo, hi, block):
             nb = min(block, hi - start)
-            _load_block(X, start, nb, xt)
+            if from_file:
+                _load_block(tb, start - lo, nb, xt)
+            else:
+                _load_block(X, start, nb, xt)
             _logprob_block_spherical(xt, nb, ref2, proj, prec, log_norm, diff, dist, lp)
             bl, bb = _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum)
             ll += bl
@@ -306,6 +362,7 @@ def pass_spherical(X, w, means, prec, log_norm, ref2, proj, block, task_rows, ou
         p_ll[t] = ll
         p_bad[t] = nbad
     _merge_tasks(p_nk, p_s1, p_s2, p_ll, p_bad, out_nk, out_s1, out_s2, out_ll)
+    _count_short(p_short, src)
 
 
 # ---------------------------------------------------------------------------

@@ -1,6 +1,7 @@
 """``.npy`` files: the header parser and the ``pread`` reader."""
 
 import ast
+import contextlib
 import math
 import os
 import struct
@@ -177,6 +178,31 @@ class _NpyBackend(_Backend):
                         raise self._short_read(f, (start, start + rows))
                     yield _column_take(buf, self.positions)
             # Rows of a file modified during this pass may be a mixture.
+            self.watch.check(os.fstat(f.fileno()))
+
+
+    def direct_rows(self, dtype):
+        """Whether passes may read this file's rows straight into the E-step
+        kernels (:meth:`opened`): C order, every column, stored as ``dtype``
+        in native byte order, and a ``pread`` to call."""
+        from .._kernels import HAVE_PREAD
+
+        return (HAVE_PREAD and not self.fortran and self.positions is None
+                and self.file_dtype == np.dtype(dtype) and self.file_dtype.isnative)
+
+    @contextlib.contextmanager
+    def opened(self):
+        """For one pass of the kernels' file mode: yields (file descriptor,
+        byte offset of the first row); the file's header and identity are
+        checked before and after, as for :meth:`blocks`, and a failed read
+        names the file."""
+        self.start()
+        with open(self.path, "rb", buffering=0) as f:
+            self.watch.check(os.fstat(f.fileno()))
+            try:
+                yield f.fileno(), self.offset
+            except OSError as exc:
+                raise _read_error(self.path, exc, self.watch) from exc
             self.watch.check(os.fstat(f.fileno()))
 
 

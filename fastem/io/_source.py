@@ -97,6 +97,20 @@ class ChunkSource:
         """
         return _drop_offsets(self.iter_with_offsets())
 
+    def _direct_rows(self):
+        """A context manager for one pass that reads the rows straight from
+        the file into the E-step kernels (yielding a file descriptor and the
+        byte offset of row 0), or None where this source cannot: anything but
+        a C-ordered ``.npy`` file read whole, in the fit's dtype, and any
+        subclass that serves its blocks its own way."""
+        if type(self).iter_with_offsets is not ChunkSource.iter_with_offsets:
+            return None
+        backend = self._backend
+        direct = getattr(backend, "direct_rows", None)
+        if direct is None or not direct(self.dtype):
+            return None
+        return backend.opened()
+
     def iter_with_offsets(self, check=None):
         """Iterate over the blocks together with their position in the source.
 
