@@ -295,14 +295,19 @@ class SourceData(RowData):
         an error), later passes let the E-step kernels read the rows
         themselves, each task its own (:meth:`StatsAccumulator.add_from_file`):
         the reading is shared by the kernel's threads instead of taking a core
-        from them, in calls of :func:`fastem._estep.pass_rows` rows, so the
-        statistics are bitwise those of the same rows in memory."""
+        from them.  The calls cover the rows of the source's chunks, or of
+        :func:`fastem._estep.pass_rows` when the chunk size is a multiple of
+        the task size (the same tasks): the statistics are bitwise those of
+        the chunked passes, whichever way the rows are read."""
         direct = None
         if self._checked and not self.missing and params_list and self.n_samples:
             direct = self.source._direct_rows()
         if direct is None:
             return super().e_pass_many(params_list)
-        rows = min(_estep.pass_rows(p.covariance_type, *p.means.shape) for p in params_list)
+        rows = self.source.chunk_size
+        if rows % _estep.task_rows(self.n_features) == 0:
+            rows = min(_estep.pass_rows(p.covariance_type, *p.means.shape)
+                       for p in params_list)
         accs = [_estep.StatsAccumulator(p, self.dtype) for p in params_list]
         row_bytes = self.n_features * self.dtype.itemsize
         with direct as (fd, offset):

@@ -94,10 +94,28 @@ def test_npy_file_mode_with_weights_and_several_starts(tmp_path, spy):
 
 
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-@pytest.mark.parametrize("case", ["fortran", "columns", "cast", "subclass"])
+@pytest.mark.parametrize("chunk_size", [1000, 7777])
+def test_file_mode_keeps_the_chunks_of_other_chunk_sizes(tmp_path, spy, chunk_size):
+    """A chunk size that is not a multiple of the task size gives tasks of
+    its own; file mode reads the same rows per call, so the fit is bitwise
+    the one that reads every pass chunk by chunk."""
+    X = _rows(20000, 3, seed=8)
+    path = str(tmp_path / "x.npy")
+    np.save(path, X)
+    direct = _fit(io.chunks(path, chunk_size=chunk_size), "full")
+    assert spy["calls"] > 0
+    chunked = io.chunks(path, chunk_size=chunk_size)
+    chunked.iter_with_offsets = chunked.iter_with_offsets  # no file mode
+    calls = spy["calls"]
+    _same(direct, _fit(chunked, "full"))
+    assert spy["calls"] == calls
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("case", ["fortran", "columns", "cast", "subclass", "patched"])
 def test_file_mode_only_where_rows_are_read_whole(tmp_path, spy, case):
-    """Fortran order, a column selection, a dtype conversion and a subclass
-    that serves its own blocks are read chunk by chunk, as before."""
+    """Fortran order, a column selection, a dtype conversion, and a subclass
+    or an instance that serves its own blocks are read chunk by chunk."""
     X = _rows(5000, 4, seed=3)
     path = str(tmp_path / "x.npy")
     expect = X
@@ -111,6 +129,10 @@ def test_file_mode_only_where_rows_are_read_whole(tmp_path, spy, case):
         np.save(path, X.astype(np.float32))
         src = io.chunks(path, dtype=np.float64)
         expect = X.astype(np.float32).astype(np.float64)
+    elif case == "patched":
+        np.save(path, X)
+        src = io.chunks(path)
+        src.iter_with_offsets = src.iter_with_offsets  # an instance's own method
     else:
         np.save(path, X)
 

@@ -103,7 +103,8 @@ class ChunkSource:
         byte offset of row 0), or None where this source cannot: anything but
         a C-ordered ``.npy`` file read whole, in the fit's dtype, and any
         subclass that serves its blocks its own way."""
-        if type(self).iter_with_offsets is not ChunkSource.iter_with_offsets:
+        if (type(self).iter_with_offsets is not ChunkSource.iter_with_offsets
+                or "iter_with_offsets" in vars(self)):
             return None
         backend = self._backend
         direct = getattr(backend, "direct_rows", None)
