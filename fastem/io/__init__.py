@@ -23,7 +23,7 @@ Use :func:`chunks` to build one. :func:`check_finite`, :func:`count_rows` and
 #   _helpers     check_finite, count_rows, reservoir_sample (built on chunks)
 #   _source      ChunkSource, chunks(), the choice of backend for a source
 #   _prefetch    the prefetch thread
-#   _npy         .npy header parser and pread reader
+#   _npy         .npy header parser, pread reader, and the kernels' file mode (opened)
 #   _text        CSV / TSV / whitespace-delimited text
 #   _columnar    Parquet, HDF5, Zarr
 #   _iterable    lists, iterables and generators of blocks; column selection
