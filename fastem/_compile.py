@@ -32,13 +32,13 @@ import numpy as np
 
 from ._announce import announcing
 from ._constants import COVARIANCE_TYPES, DTYPES
+from ._estep import PASS_KERNEL
 
 __all__ = ["compile", "status", "cache_dir"]
 
-# kernel families by covariance type: (E-step + statistics, E-step only)
-_FAMILY = {"full": ("pass_full", "logprob_full"), "tied": ("pass_tied", "logprob_tied"),
-           "diag": ("pass_diag", "logprob_diag"),
-           "spherical": ("pass_spherical", "logprob_spherical")}
+# kernel families by covariance type: (E-step + statistics, E-step only); the
+# fits' own table of the first (_estep.PASS_KERNEL) is the one source
+_FAMILY = {ct: (PASS_KERNEL[ct], "logprob_" + ct) for ct in COVARIANCE_TYPES}
 # covariance types whose rows with missing values (NaN) have a kernel of their
 # own (pass_missing, float64 only, compiled only when such rows arrive)
 _MISSING_TYPES = ("full", "tied")

@@ -38,7 +38,8 @@ def block_size(n_features):
     return BLOCK_ROWS
 
 
-_PASS_KERNEL = {"full": "pass_full", "tied": "pass_tied", "diag": "pass_diag",
+# the E-step + statistics kernel of each covariance type
+PASS_KERNEL = {"full": "pass_full", "tied": "pass_tied", "diag": "pass_diag",
                 "spherical": "pass_spherical"}
 
 
@@ -52,7 +53,7 @@ def start_compiling(covariance_type, dtype, n_features, hard_pass=False):
     k = kernels()
     dtype = np.dtype(dtype)
     tag = k.class_tag(n_features) if covariance_type == "full" else None
-    k.start_in_child([(_PASS_KERNEL[covariance_type], dtype, False, tag)])
+    k.start_in_child([(PASS_KERNEL[covariance_type], dtype, False, tag)])
     if hard_pass:
         k.start_in_child([("hard_pass", dtype, False, None)])
 
