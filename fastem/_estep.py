@@ -238,8 +238,9 @@ class StatsAccumulator:
         parallel task reads its own rows (see :mod:`fastem._kernels._fileread`).
         The same statistics, bitwise, as :meth:`add` of those rows.  The
         caller has checked the rows (finite) and the file's identity, and
-        checks it again after the pass; a read that came short raises
-        OSError (nothing of it is added)."""
+        checks it again after the pass.  A read that came short raises
+        OSError; the tasks that read their rows have then added them, so the
+        accumulator must be dropped (a pass that fails is discarded whole)."""
         if self._missing is not None:
             raise ValueError("add_from_file: rows with missing values are added with add()")
         if n == 0:

@@ -213,3 +213,73 @@ def test_npy_truncated_under_file_mode_raises_and_keeps_the_model(tmp_path, spy,
     assert spy["calls"] == 1
     for a, b in zip(before, (g.weights_, g.means_, g.covariances_)):
         assert np.array_equal(a, b)
+
+
+def _rewrite_in_place(path, X):
+    Y = X.copy()
+    Y[0, 0] += 1.0
+    np.save(path, Y)  # same size and inode, new contents and modification time
+
+
+def _replace_by_rename(path, X):
+    other = path + ".new.npy"
+    np.save(other, X)
+    os.replace(other, path)
+
+
+def _new_header(path, X):
+    np.save(path, X.reshape(-1, 1))
+
+
+@pytest.mark.parametrize("hook,change", [("before", _rewrite_in_place),
+                                         ("after", _replace_by_rename),
+                                         ("after", _new_header)])
+def test_npy_changed_under_file_mode_raises_naming_the_file(tmp_path, spy, hook, change):
+    """Rewritten in place while a file-mode pass reads it (the check after the
+    pass), replaced by a rename or given another header between two passes
+    (the check before the pass): a ValueError naming the file; the fitted
+    model is kept."""
+    X = _rows(3 * _estep.task_rows(3), 3, seed=9)
+    path = str(tmp_path / "x.npy")
+    np.save(path, X)
+    g = _fit(X, "full", max_iter=3)
+    before = [np.copy(getattr(g, a)) for a in ("weights_", "means_", "covariances_")]
+
+    def on_first(call):
+        if call == 1:
+            change(path, X)
+
+    spy[hook] = on_first
+    g.set_params(max_iter=6)
+    with pytest.raises(ValueError, match="changed since the fit started") as info:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            g.fit(path)
+    assert path in str(info.value)
+    assert spy["calls"] == 1
+    for a, b in zip(before, (g.weights_, g.means_, g.covariances_)):
+        assert np.array_equal(a, b)
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+def test_chunk_source_class_patched_keeps_chunked_reads(tmp_path, spy, monkeypatch):
+    X = _rows(5000, 3, seed=10)
+    path = str(tmp_path / "x.npy")
+    np.save(path, X)
+    served = []
+    plain = io.ChunkSource.iter_with_offsets
+
+    def counting(self, check=None):
+        served.append(1)
+        return plain(self, check=check)
+
+    monkeypatch.setattr(io.ChunkSource, "iter_with_offsets", counting)
+    g = _fit(path, "full")
+    assert spy["calls"] == 0 and len(served) >= g.n_iter_ + 1
+
+
+def test_file_descriptor_beyond_a_c_int_is_refused():
+    X = _rows(100, 3)
+    acc = _estep.StatsAccumulator(_params(X, "diag"), X.dtype)
+    with pytest.raises(K.KernelArgumentError, match="not a C int"):
+        acc.add_from_file(2**32, 0, 10)

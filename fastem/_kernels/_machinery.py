@@ -357,6 +357,8 @@ def _check_src(where, src, env):
         if env["x"] != 0:
             raise KernelArgumentError(f"{where}: rows read from a file, but X has "
                                       f"{env['x']} rows (expected none)")
+        if src[0] >= 2**31:
+            raise KernelArgumentError(f"{where}: file descriptor {src[0]} is not a C int")
         if src[1] < 0 or src[2] < 0:
             raise KernelArgumentError(f"{where}: negative file offset or row count "
                                       f"({src[1]}, {src[2]})")

@@ -133,7 +133,7 @@ def pass_full(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
         lo = t * task_rows
         hi = min(n, lo + task_rows)
         # file mode: the task's rows, read by this thread (see _fileread)
-        tb = np.empty((task_rows if from_file else 0, d), dtype=X.dtype)
+        tb = np.empty((min(task_rows, n) if from_file else 0, d), dtype=X.dtype)
         p_short[t] = 0
         if from_file and not _read_task(src, lo, hi, tb):
             p_short[t] = 1
@@ -201,7 +201,7 @@ def pass_tied(X, w, means, P, log_norm, ref2, proj, block, task_rows, out_nk, ou
         lo = t * task_rows
         hi = min(n, lo + task_rows)
         # file mode: the task's rows, read by this thread (see _fileread)
-        tb = np.empty((task_rows if from_file else 0, d), dtype=X.dtype)
+        tb = np.empty((min(task_rows, n) if from_file else 0, d), dtype=X.dtype)
         p_short[t] = 0
         if from_file and not _read_task(src, lo, hi, tb):
             p_short[t] = 1
@@ -271,7 +271,7 @@ def pass_diag(X, w, means, prec, log_norm, ref2, proj, block, task_rows, out_nk,
         lo = t * task_rows
         hi = min(n, lo + task_rows)
         # file mode: the task's rows, read by this thread (see _fileread)
-        tb = np.empty((task_rows if from_file else 0, d), dtype=X.dtype)
+        tb = np.empty((min(task_rows, n) if from_file else 0, d), dtype=X.dtype)
         p_short[t] = 0
         if from_file and not _read_task(src, lo, hi, tb):
             p_short[t] = 1
@@ -337,7 +337,7 @@ def pass_spherical(X, w, means, prec, log_norm, ref2, proj, block, task_rows, ou
         lo = t * task_rows
         hi = min(n, lo + task_rows)
         # file mode: the task's rows, read by this thread (see _fileread)
-        tb = np.empty((task_rows if from_file else 0, d), dtype=X.dtype)
+        tb = np.empty((min(task_rows, n) if from_file else 0, d), dtype=X.dtype)
         p_short[t] = 0
         if from_file and not _read_task(src, lo, hi, tb):
             p_short[t] = 1

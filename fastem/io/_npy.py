@@ -194,8 +194,8 @@ class _NpyBackend(_Backend):
     def opened(self):
         """For one pass of the kernels' file mode: yields (file descriptor,
         byte offset of the first row); the file's header and identity are
-        checked before and after, as for :meth:`blocks`, and a failed read
-        names the file."""
+        checked before the pass and its identity (``fstat``) after it, as
+        for :meth:`blocks`, and a failed read names the file."""
         self.start()
         with open(self.path, "rb", buffering=0) as f:
             self.watch.check(os.fstat(f.fileno()))

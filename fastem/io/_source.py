@@ -103,7 +103,7 @@ class ChunkSource:
         byte offset of row 0), or None where this source cannot: anything but
         a C-ordered ``.npy`` file read whole, in the fit's dtype, and any
         subclass that serves its blocks its own way."""
-        if (type(self).iter_with_offsets is not ChunkSource.iter_with_offsets
+        if (type(self).iter_with_offsets is not _SERVED_BLOCKS
                 or "iter_with_offsets" in vars(self)):
             return None
         backend = self._backend
@@ -184,6 +184,11 @@ class ChunkSource:
             raw.close()
         if start == 0:
             raise ValueError(f"{self.name} contains no rows")
+
+
+# ChunkSource's own iteration: a subclass, an instance or the class patched
+# to serve other blocks turns the kernels' file mode off (_direct_rows)
+_SERVED_BLOCKS = ChunkSource.iter_with_offsets
 
 
 def _checked(it, check):
