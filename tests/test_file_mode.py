@@ -86,7 +86,7 @@ def test_npy_file_mode_with_weights_and_several_starts(tmp_path, spy):
     w = np.random.default_rng(2).uniform(0.2, 3.0, n)
     path = tmp_path / "x.npy"
     np.save(path, X)
-    kw = dict(covariance_type="full", random_state=1, tol=0, max_iter=3, n_init=2)
+    kw = {"covariance_type": "full", "random_state": 1, "tol": 0, "max_iter": 3, "n_init": 2}
     mem = fastem.GaussianMixture(3, **kw).fit(X, sample_weight=w)
     streamed = fastem.GaussianMixture(3, **kw).fit(str(path), sample_weight=w)
     assert spy["calls"] > 0
@@ -205,10 +205,10 @@ def test_npy_truncated_under_file_mode_raises_and_keeps_the_model(tmp_path, spy,
 
     spy[when] = cut
     g.set_params(max_iter=6)
-    with pytest.raises(ValueError, match="changed since the fit started") as info:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            g.fit(path)
+    with pytest.raises(ValueError, match="changed since the fit started") as info, \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        g.fit(path)
     assert path in str(info.value)
     assert spy["calls"] == 1
     for a, b in zip(before, (g.weights_, g.means_, g.covariances_)):
@@ -251,10 +251,10 @@ def test_npy_changed_under_file_mode_raises_naming_the_file(tmp_path, spy, hook,
 
     spy[hook] = on_first
     g.set_params(max_iter=6)
-    with pytest.raises(ValueError, match="changed since the fit started") as info:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", ConvergenceWarning)
-            g.fit(path)
+    with pytest.raises(ValueError, match="changed since the fit started") as info, \
+            warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        g.fit(path)
     assert path in str(info.value)
     assert spy["calls"] == 1
     for a, b in zip(before, (g.weights_, g.means_, g.covariances_)):
