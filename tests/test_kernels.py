@@ -653,6 +653,29 @@ def test_triangular_products_match_reference(d):
         assert np.all(np.abs(lp - want) <= tol), fn
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("d", [1, 2, 3, 4, 5, 7, 8, 16, 17, 31, 32, 33])
+def test_load_block_transposes_exactly(d, dtype):
+    """_load_block copies rows start:start + nb of X into xt[:, :nb]
+    transposed, value for value, whatever d (4 x 4 shuffled tiles from 4 to
+    31 features, with tails of rows and features), and writes nothing else;
+    with tiles it clamps nb to the rows that exist."""
+    from fastem._kernels._blocks import TILED_LOAD_MAX_D, _load_block
+
+    rng = np.random.default_rng(d)
+    n, width = 1000, 256 + 16
+    X = rng.standard_normal((n, d)).astype(dtype)
+    cases = [(0, 256), (3, 255), (997, 3), (744, 256), (0, 1), (5, 0), (1, 6)]
+    if 4 <= d < TILED_LOAD_MAX_D:
+        cases += [(999, 10), (990, 256)]
+    for start, nb in cases:
+        xt = np.full((d, width), np.nan, dtype)
+        _load_block(X, start, nb, xt)
+        m = min(nb, n - start)
+        np.testing.assert_array_equal(xt[:, :m], X[start:start + m].T)
+        assert np.isnan(xt[:, m:]).all(), (start, nb)
+
+
 @pytest.mark.parametrize("ct", ["diag", "spherical"])
 def test_float32_moments_of_components_far_from_the_mixture_mean(ct):
     # The E-step centres the rows at the mixture mean c; the spherical kernel

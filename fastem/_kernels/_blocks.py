@@ -11,12 +11,38 @@ from numba.extending import overload
 from ._classes import DCLASS_SMALL, DCLASS_WIDE, _tag_class
 from ._machinery import FASTMATH, HELPER_CACHE, target_has_avx512
 from ._math import _exp_neg, _log_normal
+from ._transpose import _transpose4
+
+# _load_block copies 4 x 4 tiles (:func:`._transpose._transpose4`) for
+# 4 <= d < TILED_LOAD_MAX_D: 1.3-1.4x as fast as the copy value by value
+# from memory at d = 8 and 16 (Zen 3, AVX2 code), but 0.8x at d = 64, where
+# each group of four rows writes to all of xt's 64 rows at once
+TILED_LOAD_MAX_D = 32
+
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _load_block(X, start, nb, xt):
     """Copy rows start:start+nb of X transposed into xt[:, :nb]."""
     d = X.shape[1]
-    if d == 2:
+    if 4 <= d < TILED_LOAD_MAX_D:
+        # the tiles read and write without bounds checks: clamp to what
+        # exists (callers never ask for more)
+        d = min(d, xt.shape[0])
+        nb = max(0, min(nb, xt.shape[1], X.shape[0] - start))
+        nb4 = nb - nb % 4
+        d4 = d - d % 4
+        for r in range(0, nb4, 4):
+            for i in range(0, d4, 4):
+                _transpose4(X, start + r, i, xt, i, r)
+            for i in range(d4, d):
+                xt[i, r] = X[start + r, i]
+                xt[i, r + 1] = X[start + r + 1, i]
+                xt[i, r + 2] = X[start + r + 2, i]
+                xt[i, r + 3] = X[start + r + 3, i]
+        for r in range(nb4, nb):
+            for i in range(d):
+                xt[i, r] = X[start + r, i]
+    elif d == 2:
         # one sweep with both features (the generic inner loop is too short
         # to vectorise: this is 5x faster)
         for r in range(nb):
