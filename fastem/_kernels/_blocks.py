@@ -593,7 +593,22 @@ def _normalise_block(lp, nb, w, start, has_w, wrow, mx, ssum):
                 mx[r] = 0.0
                 for k in range(K):
                     lp[k, r] = -np.inf
-    for k in range(K):
+    # the exponentials of two components per sweep: one exp is a chain of
+    # about fifteen dependent operations, and with one per sweep the loop ran
+    # at the chain's latency (5.7 cycles per float64 exp on Zen 3, AVX2 code;
+    # 4.5 with two in flight).  ssum is summed in the order of k, so the
+    # results are the same bits.
+    k = 0
+    while k + 1 < K:
+        for r in range(nb):
+            m = mx[r]
+            e0 = _exp_neg(lp[k, r] - m)
+            e1 = _exp_neg(lp[k + 1, r] - m)
+            lp[k, r] = e0
+            lp[k + 1, r] = e1
+            ssum[r] = (ssum[r] + e0) + e1
+        k += 2
+    if k < K:
         for r in range(nb):
             e = _exp_neg(lp[k, r] - mx[r])
             lp[k, r] = e
