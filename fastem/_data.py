@@ -97,6 +97,17 @@ class RowData:
                 acc.add(block, w, incomplete=inc)
         return [acc.result() for acc in accs]
 
+    def _pass_in_calls(self, params_list, rows, add):
+        """The statistics of every set of parameters from one pass in kernel
+        calls of ``rows`` rows (the last may be shorter): ``add(acc, lo,
+        hi)`` feeds rows lo:hi to the accumulator ``acc``."""
+        accs = [_estep.StatsAccumulator(p, self.dtype) for p in params_list]
+        for lo in range(0, self.n_samples, rows):
+            hi = min(self.n_samples, lo + rows)
+            for acc in accs:
+                add(acc, lo, hi)
+        return [acc.result() for acc in accs]
+
     def _incomplete_rows(self, lo, block):
         """The rows of the chunk starting at row ``lo`` that hold a NaN (with
         missing values): scanned once per chunk and pass, for every set of
@@ -180,6 +191,13 @@ def _unweighted(data, size, random_state):
     return data.take(sample_indices(data.n_samples, size, random_state)), None
 
 
+def _pass_call_rows(params_list):
+    """Rows per kernel call of a pass feeding every set of parameters: the
+    smallest :func:`fastem._estep.pass_rows` among them (a multiple of the
+    task size, so the statistics are bitwise those of any other such size)."""
+    return min(_estep.pass_rows(p.covariance_type, *p.means.shape) for p in params_list)
+
+
 class ArrayData(RowData):
     """A validated in-memory array (or memmap), processed in row chunks."""
 
@@ -198,13 +216,8 @@ class ArrayData(RowData):
         chunks: fewer kernel calls, each waking the threads once."""
         if self.missing or not params_list:
             return super().e_pass_many(params_list)
-        rows = min(_estep.pass_rows(p.covariance_type, *p.means.shape) for p in params_list)
-        accs = [_estep.StatsAccumulator(p, self.dtype) for p in params_list]
-        for lo in range(0, self.n_samples, rows):
-            hi = min(self.n_samples, lo + rows)
-            for acc in accs:
-                acc.add(self.X[lo:hi], self.weights_of(lo, hi))
-        return [acc.result() for acc in accs]
+        return self._pass_in_calls(params_list, _pass_call_rows(params_list), lambda acc, lo, hi:
+                                   acc.add(self.X[lo:hi], self.weights_of(lo, hi)))
 
     def hard_assignment_stats(self, centers, covariance_type):
         """As RowData's, in calls of :func:`fastem._estep.pass_rows` rows
@@ -306,17 +319,11 @@ class SourceData(RowData):
             return super().e_pass_many(params_list)
         rows = self.source.chunk_size
         if rows % _estep.task_rows(self.n_features) == 0:
-            rows = min(_estep.pass_rows(p.covariance_type, *p.means.shape)
-                       for p in params_list)
-        accs = [_estep.StatsAccumulator(p, self.dtype) for p in params_list]
+            rows = _pass_call_rows(params_list)
         row_bytes = self.n_features * self.dtype.itemsize
         with direct as (fd, offset):
-            for lo in range(0, self.n_samples, rows):
-                hi = min(self.n_samples, lo + rows)
-                for acc in accs:
-                    acc.add_from_file(fd, offset + lo * row_bytes, hi - lo,
-                                      self.weights_of(lo, hi))
-        return [acc.result() for acc in accs]
+            return self._pass_in_calls(params_list, rows, lambda acc, lo, hi: acc.add_from_file(
+                fd, offset + lo * row_bytes, hi - lo, self.weights_of(lo, hi)))
 
     def count(self):
         n = 0
