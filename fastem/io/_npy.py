@@ -180,7 +180,6 @@ class _NpyBackend(_Backend):
             # Rows of a file modified during this pass may be a mixture.
             self.watch.check(os.fstat(f.fileno()))
 
-
     def direct_rows(self, dtype):
         """Whether passes may read this file's rows straight into the E-step
         kernels (:meth:`opened`): C order, every column, stored as ``dtype``
