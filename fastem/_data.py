@@ -20,7 +20,7 @@ them.
 
 import numpy as np
 
-from . import _estep, _missing
+from . import _estep, _initstats, _missing
 from ._constants import CHUNK_ROWS
 from ._validation import check_finite, check_sample_weight, normalise_weights
 
@@ -131,9 +131,9 @@ class RowData:
     def hard_assignment_stats(self, centers, covariance_type):
         """Statistics with every row given wholly to its nearest centre (the
         pass that ends the 'kmeans' initialisation)."""
-        acc = _estep.hard_assignment_accumulator(centers, covariance_type, self.dtype)
+        acc = _initstats.hard_assignment_accumulator(centers, covariance_type, self.dtype)
         for _, block, w in self.iter_chunks():
-            _estep.add_hard_assignment(acc, block, w)
+            _initstats.add_hard_assignment(acc, block, w)
         return acc.result()
 
     def minibatches(self, batch_size, random_state):
@@ -224,11 +224,11 @@ class ArrayData(RowData):
         (whole tasks: bitwise the same statistics) rather than chunks."""
         if self.missing:
             return super().hard_assignment_stats(centers, covariance_type)
-        acc = _estep.hard_assignment_accumulator(centers, covariance_type, self.dtype)
+        acc = _initstats.hard_assignment_accumulator(centers, covariance_type, self.dtype)
         rows = _estep.pass_rows(covariance_type, *np.shape(centers))
         for lo in range(0, self.n_samples, rows):
             hi = min(self.n_samples, lo + rows)
-            _estep.add_hard_assignment(acc, self.X[lo:hi], self.weights_of(lo, hi))
+            _initstats.add_hard_assignment(acc, self.X[lo:hi], self.weights_of(lo, hi))
         return acc.result()
 
     def iter_chunks(self):

@@ -16,7 +16,7 @@ import math
 
 import numpy as np
 
-from . import _estep
+from . import _estep, _initstats
 from ._constants import CHUNK_ROWS
 from ._validation import check_enough_rows
 
@@ -88,7 +88,7 @@ def lloyd(S, centers, max_iter=KMEANS_MAX_ITER, tol=KMEANS_TOL, weights=None):
     origin = S.mean(axis=0)
     scale = tol * float(np.mean(np.var(S, axis=0))) if m > 1 else 0.0
     for _ in range(max_iter):
-        labels, dist = _estep.nearest_centre(S, centers, origin)
+        labels, dist = _initstats.nearest_centre(S, centers, origin)
         counts = np.bincount(labels, weights=w, minlength=K)
         new = centers.copy()
         filled = counts > 0
@@ -174,7 +174,7 @@ def initial_stats(data, n_components, covariance_type, init_params, random_state
         # else (rows drawn in proportion to the weights) the mean weight
         wk = Sw[idx] if Sw is not None else np.full(K, data.sample_weight.mean())
         resp *= wk[:, None]
-    return _estep.stats_from_resp(rows, resp, rows, ct)
+    return _initstats.stats_from_resp(rows, resp, rows, ct)
 
 
 def _standardize(S, weights=None):
@@ -196,7 +196,7 @@ def _standardized_kmeans(S, Sw, K, random_state):
     Z = _standardize(S, Sw)
     seeds = kmeans_plusplus(Z, K, random_state, Sw)
     centers = lloyd(Z, Z[seeds], weights=Sw)
-    labels, _ = _estep.nearest_centre(Z, centers, np.zeros(Z.shape[1]), distances=False)
+    labels, _ = _initstats.nearest_centre(Z, centers, np.zeros(Z.shape[1]), distances=False)
     return labels
 
 
@@ -235,7 +235,7 @@ def _partition_stats(S, Sw, labels, K, ct, dtype):
     resp[np.arange(S.shape[0]), labels] = 1.0 if Sw is None else Sw
     ref = S.mean(axis=0)
     refs = np.repeat(ref[None], K, axis=0)
-    return _estep.stats_from_resp(S, resp, refs, ct, ref)
+    return _initstats.stats_from_resp(S, resp, refs, ct, ref)
 
 
 #: With missing values, k-means (and the other starts drawn from the
@@ -265,7 +265,7 @@ def _random_resp_stats(data, K, ct, random_state):
     numbers scikit-learn draws with ``uniform(size=(n_samples, K))``."""
     ref = _weighted_mean(data)
     refs = np.repeat(ref[None], K, axis=0)
-    acc = _estep.RespAccumulator(refs, ct, data.dtype, ref)
+    acc = _initstats.RespAccumulator(refs, ct, data.dtype, ref)
     for lo, block, w in data.iter_chunks():
         for a in range(0, block.shape[0], CHUNK_ROWS):
             b = min(block.shape[0], a + CHUNK_ROWS)

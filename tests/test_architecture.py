@@ -23,7 +23,7 @@ ROOT = PKG.parent
 LAYERS = [
     ["_constants", "_announce", "_argtypes", "_progress", "_suffstats", "_variational",
      "_threads", "_kernels", "datasets"],                     # kernels, statistics, constants
-    ["_estep", "_missing", "_validation", "io"],  # engine, validation, chunk sources
+    ["_estep", "_initstats", "_missing", "_validation", "io"],  # engine, validation, sources
     ["_data", "_dask"],                          # the data interface
     ["_init", "_em"],                            # the EM driver and initialisation
     ["mixture", "online", "bayesian", "bayesian_online"],  # the estimators

@@ -14,7 +14,7 @@ from conftest import COVARIANCE_TYPES, make_blobs, rel_err
 
 import fastem
 from fastem import BayesianGaussianMixture, MiniBatchBayesianGaussianMixture
-from fastem import _estep, _init
+from fastem import _init, _initstats
 
 PRIOR_TYPES = ("dirichlet_process", "dirichlet_distribution")
 no_convergence = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
@@ -52,7 +52,7 @@ def _fit_pair(X, resp, monkeypatch, **kw):
     sk._initialize_parameters = lambda X_, rs, xp=None: sk._initialize(X_, resp.astype(X.dtype))
     sk.fit(X)
     K = resp.shape[1]
-    stats = _estep.stats_from_resp(X, resp, np.zeros((K, X.shape[1])), kw["covariance_type"])
+    stats = _initstats.stats_from_resp(X, resp, np.zeros((K, X.shape[1])), kw["covariance_type"])
     monkeypatch.setattr(_init, "initial_stats", lambda *a, **k: stats)
     fb = BayesianGaussianMixture(**kw).fit(X)
     monkeypatch.undo()
@@ -226,8 +226,8 @@ def test_integer_weights_equal_repeated_rows(ct):
     resp_rep = np.repeat(start, w, axis=0)
     # the initial statistics, like every pass's, are in units of the weights
     # divided by their maximum (the fit scales them back)
-    stats_w = _estep.stats_from_resp(X, start * (w / w.max())[:, None], np.zeros((3, 3)), ct)
-    stats_r = _estep.stats_from_resp(np.repeat(X, w, axis=0), resp_rep, np.zeros((3, 3)), ct)
+    stats_w = _initstats.stats_from_resp(X, start * (w / w.max())[:, None], np.zeros((3, 3)), ct)
+    stats_r = _initstats.stats_from_resp(np.repeat(X, w, axis=0), resp_rep, np.zeros((3, 3)), ct)
     kw = dict(n_components=3, covariance_type=ct, max_iter=10, tol=0)
     orig = _init.initial_stats
     try:

@@ -165,7 +165,7 @@ def test_npy_overwritten_between_passes_raises_naming_file(tmp_path, order):
             np.save(path, np.ones((40000, 2)))
 
     src = _hooked_source(str(path), 4096, hook)
-    msg = rf"data\.npy changed since the fit started \(shape \(20000, 3\) -> \(40000, 2\)"
+    msg = r"data\.npy changed since the fit started \(shape \(20000, 3\) -> \(40000, 2\)"
     with pytest.raises(ValueError, match=msg):
         _fit(src, max_iter=10)
 

@@ -51,7 +51,6 @@ def problems(draw, max_rows=20_000):
 
 def _params(X, ct, K, seed):
     rng = np.random.default_rng(seed + 1)
-    d = X.shape[1]
     means = X[rng.choice(X.shape[0], K, replace=False)].astype(np.float64)
     var = np.var(X.astype(np.float64), axis=0) + 1e-3
     if ct == "full":

@@ -6,7 +6,7 @@ import pytest
 import reference
 from conftest import COVARIANCE_TYPES, assert_rel, to_params
 from fastem import SuffStats
-from fastem import _estep
+from fastem import _estep, _initstats
 from fastem._suffstats import GaussianParams, precision_cholesky
 
 K, D = 3, 4
@@ -485,9 +485,9 @@ def test_hard_assignment_stats_bitwise_over_chunks_and_unit_weights(ct):
     X = centers[rng.integers(0, K, n)] + rng.normal(size=(n, D))
 
     def stats(chunks, weights):
-        acc = _estep.hard_assignment_accumulator(centers, ct, np.float64)
+        acc = _initstats.hard_assignment_accumulator(centers, ct, np.float64)
         for lo, hi in zip(chunks[:-1], chunks[1:]):
-            _estep.add_hard_assignment(acc, X[lo:hi],
+            _initstats.add_hard_assignment(acc, X[lo:hi],
                                        None if weights is None else weights[lo:hi])
         return acc.result()
 
@@ -514,7 +514,7 @@ def test_hard_pass_with_given_labels_matches_numpy(ct, dtype):
     w = rng.uniform(0.1, 3.0, size=n)
     labels = rng.integers(0, K, n)  # not the nearest centres: taken as given
     labels[labels == 2] = 0  # and a component without rows
-    acc = _estep.hard_assignment_accumulator(centers, ct, dtype)
+    acc = _initstats.hard_assignment_accumulator(centers, ct, dtype)
     acc.add_hard(X, labels, w)
     got = acc.result()
     x = X.astype(np.float64)
@@ -551,8 +551,8 @@ def test_hard_pass_odd_shapes_match_numpy(ct, shape):
     centers = rng.normal(size=(k, d)) * 4
     X = centers[rng.integers(0, k, n)] + rng.normal(size=(n, d))
     w = rng.uniform(0.2, 2.0, size=n)
-    acc = _estep.hard_assignment_accumulator(centers, ct, np.float64)
-    _estep.add_hard_assignment(acc, X, w)
+    acc = _initstats.hard_assignment_accumulator(centers, ct, np.float64)
+    _initstats.add_hard_assignment(acc, X, w)
     got = acc.result()
     labels = np.argmin(((X[:, None, :] - centers[None]) ** 2).sum(axis=2), axis=1)
     np.testing.assert_allclose(got.nk, np.bincount(labels, weights=w, minlength=k),
@@ -560,9 +560,9 @@ def test_hard_pass_odd_shapes_match_numpy(ct, shape):
     for j in range(k):
         diff = X[labels == j] - got.ref[j]
         np.testing.assert_allclose(got.s1[j], w[labels == j] @ diff, rtol=1e-12, atol=1e-9)
-    chunked = _estep.hard_assignment_accumulator(centers, ct, np.float64)
+    chunked = _initstats.hard_assignment_accumulator(centers, ct, np.float64)
     for lo, hi in ((0, size), (size, n)):
-        _estep.add_hard_assignment(chunked, X[lo:hi], w[lo:hi])
+        _initstats.add_hard_assignment(chunked, X[lo:hi], w[lo:hi])
     assert chunked.weight_sum == acc.weight_sum
     np.testing.assert_array_equal(chunked.s2, acc.s2)
 
@@ -595,7 +595,7 @@ def test_float32_start_with_missing_values_uses_float32_kernel(monkeypatch):
     X = rng.normal(size=(3000, 3)).astype(np.float32)
     X[::7, 1] = np.nan
     centers = rng.normal(size=(2, 3))
-    acc = _estep.hard_assignment_accumulator(centers, "full", np.float32)
+    acc = _initstats.hard_assignment_accumulator(centers, "full", np.float32)
     asked = []
     real = _kernels.hard_pass.variant
 
@@ -604,6 +604,6 @@ def test_float32_start_with_missing_values_uses_float32_kernel(monkeypatch):
         return real(dtype, readonly, tag)
 
     monkeypatch.setattr(_kernels.hard_pass, "variant", variant)
-    _estep.add_hard_assignment(acc, X)
+    _initstats.add_hard_assignment(acc, X)
     assert asked == [np.dtype(np.float32)]
     assert acc.result().nk.sum() == 3000

@@ -390,3 +390,21 @@ def kernel(build, tagged=False, shapes=None, dtypes=None, **options):
         return _Kernel(py_func, build, options, tagged, shapes, dtypes)
 
     return wrap
+
+
+def _distinct_njit(py_func, name):
+    """``njit`` of a function made by a factory, under a name of its own.
+
+    Numba names a compiled function's symbol after its qualified name (and a
+    per-process counter), and every variant a factory makes has the same one
+    (``_make_distances.<locals>._distances``).  A kernel loaded from the cache
+    carries its own copy of each helper; two kernels loaded into one process
+    whose copies of two variants got the same symbol (the counters of the two
+    compiling processes agreed) shared one copy: ``logprob_spherical`` then
+    ran the diagonal type's scaled distances (seen in CI: wrong float32
+    log densities, depending on which kernels the process had loaded
+    before).  A name per variant gives each its own symbol.
+    """
+    py_func.__name__ = name
+    py_func.__qualname__ = name
+    return njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")(py_func)
