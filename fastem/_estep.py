@@ -19,8 +19,7 @@ from ._suffstats import SuffStats
 # per-block sums of the tiles and the per-component loop set-up weighed more;
 # 256 ran M 4%, D 7%, P 5% and L 21% faster (e-pass, two threads, AVX-512
 # code; AVX2 code as fast or faster), once the scratch rows were padded
-# (_kernels._machinery.SCRATCH_PAD).  The AVX2 triangular products run full
-# blocks in loops of this trip count (_kernels._blocks.FIXED_TRIP).
+# (_kernels._machinery.SCRATCH_PAD).
 BLOCK_ROWS = 256
 # Blocks per parallel task: fixed, so that task boundaries fall on the same
 # rows whatever the chunking of the data (see StatsAccumulator).

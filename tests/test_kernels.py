@@ -616,41 +616,47 @@ def test_target_isa_agrees_with_generated_code():
     assert target_has_avx512() == _probe_zmm()
 
 
-def test_fixed_trip_products_run_on_full_blocks():
-    # the AVX2 triangular products take loops of FIXED_TRIP points for full
-    # blocks only (nb == FIXED_TRIP): with another block size they would
-    # never run, and AVX2 fits would lose 1.2-1.6x without a wrong result
-    from fastem._kernels._blocks import FIXED_TRIP
-
-    assert all(_estep.block_size(d) == FIXED_TRIP for d in (1, 3, 8, 9, 16, 64))
-
-
-@pytest.mark.parametrize("d", [3, 9, 16, 33, 64])
-def test_triangular_products_match_reference(d):
-    """Every variant of the triangular products (loops over nb points or over
-    a compile-time FIXED_TRIP points; two-column tiles, and four-column tiles
-    from 16 features on, an odd d ending with two-column and one-column
-    tails) gives the log densities of a NumPy reference."""
-    from fastem._kernels._blocks import (FIXED_TRIP, _logprob_tri, _logprob_tri_fixed,
-                                         _logprob_tri_four)
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("d", [3, 4, 7, 9, 16, 33, 64])
+def test_triangular_products_match_reference(d, dtype):
+    """Every variant of the triangular products (the AVX-512 loops: two-column
+    tiles, and four-column tiles from 16 features on, an odd d ending with
+    two-column and one-column tails; the AVX2 register tiles of four columns
+    and their single columns) gives the log densities of a NumPy reference,
+    for full and ragged blocks; with the register tiles a point gets the
+    same bits first in a block (a tile's) and last in a ragged one (the
+    rows' path)."""
+    from fastem._kernels._blocks import _logprob_tri, _logprob_tri_four
+    from fastem._kernels._regtiles import _logprob_tri_tiles
 
     rng = np.random.default_rng(d)
-    K, nb = 5, FIXED_TRIP
-    diff = rng.standard_normal((d, nb))
-    proj = rng.standard_normal((K, d))
-    P = np.triu(rng.standard_normal((K, d, d)))
+    K, width = 5, 256 + 16
+    eps = np.finfo(dtype).eps
+    proj = rng.standard_normal((K, d)).astype(dtype)
+    P = np.triu(rng.standard_normal((K, d, d))).astype(dtype)
     log_norm = rng.standard_normal(K)
-    y = np.einsum("kij,ir->kjr", P, diff) - proj[:, :, None]
-    want = log_norm[:, None] - 0.5 * (y ** 2).sum(axis=1)
-    # each y_j sums j + 2 products, each square sum d terms: a few eps each
-    tol = 8 * d * np.finfo(np.float64).eps * (
-        1.0 + 0.5 * (np.abs(P)[:, :, :, None] * np.abs(diff)[None, :, None, :]).sum(axis=1)
-        .__pow__(2).sum(axis=1))
-    for fn in (_logprob_tri, _logprob_tri_fixed, _logprob_tri_four):
-        scratch = [np.full(nb, np.nan) for _ in range(5)]
-        lp = np.full((K, nb), np.nan)
-        fn(diff, nb, proj, P, log_norm, *scratch, lp)
-        assert np.all(np.abs(lp - want) <= tol), fn
+    for nb in (256, 253, 9, 1):
+        diff = rng.standard_normal((d, width)).astype(dtype)
+        diff[:, nb - 1] = diff[:, 0]
+        x = diff[:, :nb].astype(np.float64)
+        P64 = P.astype(np.float64)
+        y = np.einsum("kij,ir->kjr", P64, x) - proj.astype(np.float64)[:, :, None]
+        want = log_norm[:, None] - 0.5 * (y ** 2).sum(axis=1)
+        # each y_j sums j + 2 products, each square sum d terms: a few eps
+        # each, of the terms' magnitudes (and lp's rounding to the data type)
+        ymag = (np.abs(P64)[:, :, :, None] * np.abs(x)[None, :, None, :]).sum(axis=1)
+        ymag += np.abs(proj.astype(np.float64))[:, :, None]
+        tol = 8 * d * eps * (1.0 + np.abs(log_norm)[:, None] + 0.5 * (ymag ** 2).sum(axis=1))
+        for fn in (_logprob_tri, _logprob_tri_four, _logprob_tri_tiles):
+            lp = np.full((K, width), np.nan, dtype)
+            if fn is _logprob_tri_tiles:
+                fn(diff, nb, proj, P, log_norm, lp)
+                np.testing.assert_array_equal(lp[:, nb - 1], lp[:, 0])
+            else:
+                scratch = [np.full(width, np.nan, dtype) for _ in range(5)]
+                fn(diff, nb, proj, P, log_norm, *scratch, lp)
+            assert np.all(np.abs(lp[:, :nb] - want) <= tol), (fn, nb)
+            assert np.isnan(lp[:, nb:]).all(), (fn, nb)
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -674,6 +680,39 @@ def test_load_block_transposes_exactly(d, dtype):
         m = min(nb, n - start)
         np.testing.assert_array_equal(xt[:, :m], X[start:start + m].T)
         assert np.isnan(xt[:, m:]).all(), (start, nb)
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("K,d", [(1, 1), (3, 2), (4, 16), (5, 3), (7, 5), (16, 16), (9, 33)])
+def test_distance_tiles_give_every_point_the_same_bits(K, d, dtype):
+    """The diagonal and spherical squared distances (register tiles of
+    _regtiles, and _distances_rows for the points and components they
+    leave) agree with NumPy to a few eps, and a point gets the same bits
+    wherever it sits in a block: first (a tile's), or last of a block whose
+    size is no multiple of the tile's width (the rows' path)."""
+    from fastem._kernels._blocks import _distances, _scaled_distances
+
+    rng = np.random.default_rng(K * 100 + d)
+    width = 256 + 16
+    eps = np.finfo(dtype).eps
+    proj = rng.standard_normal((K, d)).astype(dtype)
+    prec = (rng.random((K, d)) + 0.5).astype(dtype)
+    for nb in (256, 255, 37, 3, 1):
+        diff = rng.standard_normal((d, width)).astype(dtype)
+        diff[:, nb - 1] = diff[:, 0]
+        x = diff[:, :nb].astype(np.float64)
+        c = proj.astype(np.float64)[:, :, None]
+        xp = x[None] * prec.astype(np.float64)[:, :, None]
+        for fn, a in ((_distances, np.broadcast_to(x[None], xp.shape)), (_scaled_distances, xp)):
+            out = np.full((K, width), np.nan, dtype)
+            fn(diff, nb, proj, prec, out)
+            want = ((a - c) ** 2).sum(axis=1)
+            # each t_i = a_i - c_i is off by about eps (|a_i| + |c_i|), its
+            # square by twice that relative to (|a_i| + |c_i|)^2; d terms
+            tol = 4 * (d + 2) * eps * ((np.abs(a) + np.abs(c)) ** 2).sum(axis=1)
+            assert np.all(np.abs(out[:, :nb] - want) <= tol), (fn, nb)
+            np.testing.assert_array_equal(out[:, nb - 1], out[:, 0])
+            assert np.isnan(out[:, nb:]).all()
 
 
 @pytest.mark.parametrize("ct", ["diag", "spherical"])
@@ -716,10 +755,11 @@ def test_every_compiled_helper_has_a_name_of_its_own():
     # kernel modules must carry a distinct qualified name.
     from numba.core.registry import CPUDispatcher
 
-    from fastem._kernels import _blocks, _incomplete, _math, _moments, _passes
+    from fastem._kernels import (_blocks, _regtiles, _incomplete, _math, _moments, _passes,
+                                 _triangular)
 
     seen = {}
-    for mod in (_blocks, _incomplete, _math, _moments, _passes):
+    for mod in (_blocks, _regtiles, _incomplete, _math, _moments, _passes, _triangular):
         for obj in vars(mod).values():
             fn = getattr(obj, "py_func", None)
             if isinstance(obj, CPUDispatcher) and fn is not None:

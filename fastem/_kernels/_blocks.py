@@ -9,10 +9,11 @@ from numba import njit, types
 from numba.extending import overload
 
 from ._classes import DCLASS_SMALL, DCLASS_WIDE, _tag_class
+from ._regtiles import _distances_rows, _logprob_tri_tiles, _make_tile
 from ._machinery import FASTMATH, HELPER_CACHE, _distinct_njit, target_has_avx512
 from ._math import _exp_neg, _fma, _log_normal
 from ._transpose import _transpose4
-from ._triangular import FIXED_TRIP, _logprob_tri, _logprob_tri_fixed, _logprob_tri_four
+from ._triangular import _logprob_tri, _logprob_tri_four
 
 # _load_block copies 4 x 4 tiles (:func:`._transpose._transpose4`) for
 # 4 <= d < TILED_LOAD_MAX_D: 1.3-1.4x as fast as the copy value by value
@@ -106,8 +107,11 @@ def _logprob_block_full(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, acc3, 
     whatever the distance of the data from the origin.
 
     ``tag`` is the feature-class tag (:func:`class_tag`): its dtype picks,
-    when the calling kernel is compiled, :func:`_logprob_small` or
-    :func:`_logprob_tri`, so that a kernel compiles only its own path.
+    when the calling kernel is compiled, :func:`_logprob_small` or, for
+    d > 2, the triangular products of the target's instruction set (AVX-512:
+    :mod:`._triangular`; AVX2: the register tiles of
+    :func:`._regtiles._logprob_tri_tiles`), so that a kernel compiles only its
+    own path.
     """
     raise NotImplementedError("compiled code only")
 
@@ -132,11 +136,7 @@ def _logprob_block_full_typed(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, 
     else:
         def impl(xt, nb, ref2, proj, P, log_norm, diff, acc, acc2, acc3, acc4, maha, lp, tag):
             _centre_block(xt, nb, ref2, diff)
-            if nb == FIXED_TRIP:
-                _logprob_tri_fixed(diff, nb, proj, P, log_norm, acc, acc2, acc3, acc4, maha,
-                                   lp)
-            else:
-                _logprob_tri(diff, nb, proj, P, log_norm, acc, acc2, acc3, acc4, maha, lp)
+            _logprob_tri_tiles(diff, nb, proj, P, log_norm, lp)
     return impl
 
 
@@ -207,94 +207,39 @@ def _make_distances(scaled):
     """_distances with each feature scaled per component (``scaled``, the
     diagonal type: t_i = diff_i prec_ki - proj_ki, one multiply-add) or not
     (the spherical type: t_i = diff_i - proj_ki, one subtraction, which runs
-    on other pipes than the multiply-adds: 1.15x as fast a pass)."""
+    on other pipes than the multiply-adds)."""
+    tile4 = _make_tile(scaled, 4, 2)
+    tile1 = _make_tile(scaled, 1, 8)
 
     def _distances(diff, nb, proj, prec, out):
         """out[k, r] = sum_i t_i^2 (t_i of _make_distances) over the centred
-        rows diff (d, block).
+        rows diff (d, block), summed in the order of i by multiply-adds.
 
-        Tiles of two components x four features: four loads of the rows feed
-        eight squared terms (1.3-1.6x as fast as one component at a time,
-        AVX2 and AVX-512 code).  The squares are summed in pairs: a chain of
-        explicit multiply-adds, as in :func:`_logprob_tri`, put all eight
-        operations on the multiply-add pipes instead of six, and the
-        diagonal type's pass ran 4% slower (Zen 3, AVX2 code).  Every
-        component's sum has the same order, paired or not; the last component
-        of an odd K pairs with itself (the same sum, computed and stored
-        twice).
+        Register tiles (:mod:`._regtiles`) of four components x two vectors
+        of points, then one component x eight vectors for the last K % 4;
+        the points a tile leaves (nb not a multiple of its width) are
+        computed by :func:`._regtiles._distances_rows` with the same
+        operations.  Against the loop through memory of two components x
+        four features before them (Zen 3, AVX2 code, one thread, K = d = 16,
+        cycles per two components x four features x four points): spherical
+        8.5 -> 6.7-7.0, diagonal 10.7-11.0 -> 9.4-9.6; passes D 48.1-49.5 ->
+        47.5-47.8 ms, P 40.1-40.5 -> 37.8-38.5 (two threads, minima).  The
+        sums' order is the one LLVM gave that loop (a chain over i), so fits
+        keep their bits.
         """
-        K, d = proj.shape
-        for k in range(K):
-            for r in range(nb):
-                out[k, r] = 0.0
+        K = proj.shape[0]
         k = 0
+        while k + 3 < K:
+            rows = tile4(diff, nb, proj, prec, k, out)
+            if rows < nb:
+                for c in range(k, k + 4):
+                    _distances_rows(diff, rows, nb, c, proj, prec, out, scaled)
+            k += 4
         while k < K:
-            j = k + 1 if k + 1 < K else k
-            i = 0
-            while i + 3 < d:
-                m0 = proj[k, i]
-                m1 = proj[k, i + 1]
-                m2 = proj[k, i + 2]
-                m3 = proj[k, i + 3]
-                n0 = proj[j, i]
-                n1 = proj[j, i + 1]
-                n2 = proj[j, i + 2]
-                n3 = proj[j, i + 3]
-                p0 = prec[k, i]
-                p1 = prec[k, i + 1]
-                p2 = prec[k, i + 2]
-                p3 = prec[k, i + 3]
-                q0 = prec[j, i]
-                q1 = prec[j, i + 1]
-                q2 = prec[j, i + 2]
-                q3 = prec[j, i + 3]
-                for r in range(nb):
-                    x0 = diff[i, r]
-                    x1 = diff[i + 1, r]
-                    x2 = diff[i + 2, r]
-                    x3 = diff[i + 3, r]
-                    if scaled:
-                        t0 = x0 * p0 - m0
-                        t1 = x1 * p1 - m1
-                        t2 = x2 * p2 - m2
-                        t3 = x3 * p3 - m3
-                        u0 = x0 * q0 - n0
-                        u1 = x1 * q1 - n1
-                        u2 = x2 * q2 - n2
-                        u3 = x3 * q3 - n3
-                    else:
-                        t0 = x0 - m0
-                        t1 = x1 - m1
-                        t2 = x2 - m2
-                        t3 = x3 - m3
-                        u0 = x0 - n0
-                        u1 = x1 - n1
-                        u2 = x2 - n2
-                        u3 = x3 - n3
-                    a = out[k, r] + ((t0 * t0 + t1 * t1) + (t2 * t2 + t3 * t3))
-                    b = out[j, r] + ((u0 * u0 + u1 * u1) + (u2 * u2 + u3 * u3))
-                    out[k, r] = a
-                    out[j, r] = b
-                i += 4
-            while i < d:
-                m0 = proj[k, i]
-                n0 = proj[j, i]
-                p0 = prec[k, i]
-                q0 = prec[j, i]
-                for r in range(nb):
-                    x0 = diff[i, r]
-                    if scaled:
-                        t0 = x0 * p0 - m0
-                        u0 = x0 * q0 - n0
-                    else:
-                        t0 = x0 - m0
-                        u0 = x0 - n0
-                    a = out[k, r] + t0 * t0
-                    b = out[j, r] + u0 * u0
-                    out[k, r] = a
-                    out[j, r] = b
-                i += 1
-            k += 2
+            rows = tile1(diff, nb, proj, prec, k, out)
+            if rows < nb:
+                _distances_rows(diff, rows, nb, k, proj, prec, out, scaled)
+            k += 1
 
     return _distinct_njit(_distances, "_scaled_distances" if scaled else "_distances")
 

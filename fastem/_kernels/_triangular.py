@@ -66,10 +66,9 @@ def _no_columns(diff, m, k, j, proj, P, acc, acc2, acc3, acc4, maha):
     (so that they do not compile its loops)."""
 
 
-def _make_logprob_tri(trip, four):
-    """_logprob_tri with loops over ``trip`` points (a compile-time constant)
-    when trip > 0, over nb when trip == 0; with four-column tiles when
-    ``four`` (see the note below)."""
+def _make_logprob_tri(four):
+    """_logprob_tri with four-column tiles when ``four`` (see the note
+    below)."""
     columns4 = _four_columns if four else _no_columns
 
     def _logprob_tri(diff, nb, proj, P, log_norm, acc, acc2, acc3, acc4, maha, lp):
@@ -87,7 +86,7 @@ def _make_logprob_tri(trip, four):
         overlaps.  8% fewer cycles for the products of d = 16 (Zen 3, AVX2
         code, one thread); each y_j has one rounding per multiply-add."""
         K, d = proj.shape
-        m = trip if trip > 0 else nb
+        m = nb
         d4 = d - d % 4 if four else 0  # (columns4 is a no-op without four)
         for k in range(K):
             for r in range(m):
@@ -185,7 +184,7 @@ def _make_logprob_tri(trip, four):
             for r in range(m):
                 lp[k, r] = c - 0.5 * maha[r]
 
-    return _distinct_njit(_logprob_tri, f"_logprob_tri_trip{trip}" + ("_four" if four else ""))
+    return _distinct_njit(_logprob_tri, "_logprob_tri" + ("_four" if four else ""))
 
 
 # Register tiles and loops of the triangular products, per instruction set
@@ -197,12 +196,8 @@ def _make_logprob_tri(trip, four):
 #   (d=16) 0.97x, L in float32 0.9x (424 -> 474 ms per iteration), so fewer
 #   features and float32 keep two columns; a class of its own, so that fits
 #   of fewer features do not compile it (about 0.8 s of a first fit);
-# - AVX2 (16 registers): two columns, and full blocks of FIXED_TRIP points
-#   in loops of a compile-time trip count, 1.24x (d=16) to 1.6x (d=64) as
-#   fast as loops over nb with blocks of 128 (AVX-512 code: 0.97x).
-# Each target compiles only its own variants.  FIXED_TRIP is the block size
-# (fastem._estep.BLOCK_ROWS).
-FIXED_TRIP = 256
-_logprob_tri = _make_logprob_tri(0, False)
-_logprob_tri_fixed = _make_logprob_tri(FIXED_TRIP, False)
-_logprob_tri_four = _make_logprob_tri(0, True)
+# - AVX2 (16 registers): the register tiles of ._regtiles (four columns x two
+#   vectors of points, the sums in registers), in place of these loops.
+# Each target compiles only its own variants.
+_logprob_tri = _make_logprob_tri(False)
+_logprob_tri_four = _make_logprob_tri(True)
