@@ -685,11 +685,11 @@ def test_load_block_transposes_exactly(d, dtype):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize("K,d", [(1, 1), (3, 2), (4, 16), (5, 3), (7, 5), (16, 16), (9, 33)])
 def test_distance_tiles_give_every_point_the_same_bits(K, d, dtype):
-    """The diagonal and spherical squared distances (register tiles of
-    _regtiles, and _distances_rows for the points and components they
-    leave) agree with NumPy to a few eps, and a point gets the same bits
-    wherever it sits in a block: first (a tile's), or last of a block whose
-    size is no multiple of the tile's width (the rows' path)."""
+    """The diagonal and spherical log densities and squared distances
+    (register tiles of _regtiles, and _distances_rows for the points and
+    components they leave) agree with NumPy to a few eps, and a point gets
+    the same bits wherever it sits in a block: first (a tile's), or last of
+    a block whose size is no multiple of the tile's width (the rows' path)."""
     from fastem._kernels._blocks import _distances, _scaled_distances
 
     rng = np.random.default_rng(K * 100 + d)
@@ -697,22 +697,35 @@ def test_distance_tiles_give_every_point_the_same_bits(K, d, dtype):
     eps = np.finfo(dtype).eps
     proj = rng.standard_normal((K, d)).astype(dtype)
     prec = (rng.random((K, d)) + 0.5).astype(dtype)
+    prec_sph = np.repeat(prec[:, :1], d, axis=1)
+    log_norm = 10 * rng.standard_normal(K)
     for nb in (256, 255, 37, 3, 1):
         diff = rng.standard_normal((d, width)).astype(dtype)
         diff[:, nb - 1] = diff[:, 0]
         x = diff[:, :nb].astype(np.float64)
         c = proj.astype(np.float64)[:, :, None]
-        xp = x[None] * prec.astype(np.float64)[:, :, None]
-        for fn, a in ((_distances, np.broadcast_to(x[None], xp.shape)), (_scaled_distances, xp)):
-            out = np.full((K, width), np.nan, dtype)
-            fn(diff, nb, proj, prec, out)
+        p = prec.astype(np.float64)
+        for fn, a, h, pr in ((_distances, np.broadcast_to(x[None], (K, d, nb)),
+                              0.5 * p[:, :1] ** 2, prec_sph),
+                             (_scaled_distances, x[None] * p[:, :, None], 0.5, prec)):
+            dist = np.full((K, width), np.nan, dtype)
+            lp = np.full((K, width), np.nan, dtype)
+            fn(diff, nb, proj, pr, log_norm, dist, lp)
             want = ((a - c) ** 2).sum(axis=1)
             # each t_i = a_i - c_i is off by about eps (|a_i| + |c_i|), its
             # square by twice that relative to (|a_i| + |c_i|)^2; d terms
             tol = 4 * (d + 2) * eps * ((np.abs(a) + np.abs(c)) ** 2).sum(axis=1)
-            assert np.all(np.abs(out[:, :nb] - want) <= tol), (fn, nb)
-            np.testing.assert_array_equal(out[:, nb - 1], out[:, 0])
-            assert np.isnan(out[:, nb:]).all()
+            want_lp = log_norm[:, None] - h * want
+            tol_lp = h * tol + 2 * eps * (np.abs(log_norm)[:, None] + h * want)
+            assert np.all(np.abs(lp[:, :nb] - want_lp) <= tol_lp), (fn, nb)
+            np.testing.assert_array_equal(lp[:, nb - 1], lp[:, 0])
+            assert np.isnan(lp[:, nb:]).all()
+            if fn is _distances:
+                assert np.all(np.abs(dist[:, :nb] - want) <= tol), nb
+                np.testing.assert_array_equal(dist[:, nb - 1], dist[:, 0])
+                assert np.isnan(dist[:, nb:]).all()
+            else:
+                assert np.isnan(dist).all()  # not written
 
 
 @pytest.mark.parametrize("ct", ["diag", "spherical"])

@@ -204,16 +204,18 @@ def _logprob_block_tied(xt, nb, ref2, Pt, proj, log_norm, diff, Y, maha, lp):
 
 
 def _make_distances(scaled):
-    """_distances with each feature scaled per component (``scaled``, the
-    diagonal type: t_i = diff_i prec_ki - proj_ki, one multiply-add) or not
-    (the spherical type: t_i = diff_i - proj_ki, one subtraction, which runs
-    on other pipes than the multiply-adds)."""
+    """_distances: the log densities of the diagonal type (``scaled``: t_i =
+    diff_i prec_ki - proj_ki, one multiply-add) or of the spherical type (t_i
+    = diff_i - proj_ki, one subtraction, which runs on other pipes than the
+    multiply-adds)."""
     tile4 = _make_tile(scaled, 4, 2)
     tile1 = _make_tile(scaled, 1, 8)
 
-    def _distances(diff, nb, proj, prec, out):
-        """out[k, r] = sum_i t_i^2 (t_i of _make_distances) over the centred
-        rows diff (d, block), summed in the order of i by multiply-adds.
+    def _distances(diff, nb, proj, prec, log_norm, dist, lp):
+        """lp[k, r] = log_norm[k] - h_k sum_i t_i^2 (t_i of _make_distances)
+        over the centred rows diff (d, block), the squares summed in the
+        order of i by multiply-adds; h_k = 1/2 (diagonal) or p_k^2 / 2
+        (spherical, which also keeps the sums in dist).
 
         Register tiles (:mod:`._regtiles`) of four components x two vectors
         of points, then one component x eight vectors for the last K % 4;
@@ -224,21 +226,21 @@ def _make_distances(scaled):
         cycles per two components x four features x four points): spherical
         8.5 -> 6.7-7.0, diagonal 10.7-11.0 -> 9.4-9.6; passes D 48.1-49.5 ->
         47.5-47.8 ms, P 40.1-40.5 -> 37.8-38.5 (two threads, minima).  The
-        sums' order is the one LLVM gave that loop (a chain over i), so fits
-        keep their bits.
+        tiles also write lp, which took a sweep of its own over the block.
+        log_norm is rounded to the data's type before it is added.
         """
         K = proj.shape[0]
         k = 0
         while k + 3 < K:
-            rows = tile4(diff, nb, proj, prec, k, out)
+            rows = tile4(diff, nb, proj, prec, k, log_norm, dist, lp)
             if rows < nb:
                 for c in range(k, k + 4):
-                    _distances_rows(diff, rows, nb, c, proj, prec, out, scaled)
+                    _distances_rows(diff, rows, nb, c, proj, prec, log_norm, dist, lp, scaled)
             k += 4
         while k < K:
-            rows = tile1(diff, nb, proj, prec, k, out)
+            rows = tile1(diff, nb, proj, prec, k, log_norm, dist, lp)
             if rows < nb:
-                _distances_rows(diff, rows, nb, k, proj, prec, out, scaled)
+                _distances_rows(diff, rows, nb, k, proj, prec, log_norm, dist, lp, scaled)
             k += 1
 
     return _distinct_njit(_distances, "_scaled_distances" if scaled else "_distances")
@@ -252,38 +254,27 @@ _distances = _make_distances(False)
 def _logprob_block_diag(xt, nb, ref2, proj, prec, log_norm, diff, lp):
     """Diagonal precisions: lp[k] = log_norm[k] - 0.5 sum_i t_i^2 with
     t_i = (x_i - ref2_i) p_ki - proj_ki = (x_i - mu_ki) p_ki, proj_k =
-    (mu_k - ref2) p_k (:func:`_scaled_distances`, summed in lp itself), on
-    rows centred once per block at ref2 (the mixture mean).
+    (mu_k - ref2) p_k (:func:`_scaled_distances`), on rows centred once per
+    block at ref2 (the mixture mean).
     """
-    K = proj.shape[0]
     _centre_block(xt, nb, ref2, diff)
-    _scaled_distances(diff, nb, proj, prec, lp)
-    for k in range(K):
-        c = log_norm[k]
-        for r in range(nb):
-            lp[k, r] = c - 0.5 * lp[k, r]
+    _scaled_distances(diff, nb, proj, prec, log_norm, lp, lp)
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
 def _logprob_block_spherical(xt, nb, ref2, cen, prec, log_norm, diff, dist, lp):
     """One variance per component: dist[k] = |x - mu_k|^2, formed as
     sum_i ((x_i - ref2_i) - cen_ki)^2 with cen_k = mu_k - ref2 on rows
-    centred once per block (:func:`_distances`), and lp[k] = log_norm[k] -
-    0.5 p_k^2 dist[k] (p_k = prec[k, 0], the square root of the precision).
+    centred once per block, and lp[k] = log_norm[k] - 0.5 p_k^2 dist[k]
+    (p_k = prec[k, 0], the square root of the precision), both by
+    :func:`_distances`.
 
     The squared distances are kept (dist, K x block): the component's second
     moment is then sum_r resp dist, one multiply-add per row instead of two
     per feature (:func:`._moments._accumulate_spherical`).
     """
-    K = cen.shape[0]
     _centre_block(xt, nb, ref2, diff)
-    _distances(diff, nb, cen, prec, dist)
-    for k in range(K):
-        c = log_norm[k]
-        p = prec[k, 0]
-        h = 0.5 * (p * p)
-        for r in range(nb):
-            lp[k, r] = c - h * dist[k, r]
+    _distances(diff, nb, cen, prec, log_norm, dist, lp)
 
 
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")

@@ -103,6 +103,34 @@ class _Gen:
     def accumulators(self, count):
         return [cgutils.alloca_once(self.b, self.vec) for _ in range(count)]
 
+    def wide(self, x):
+        """A scalar or vector of the data's type as float64."""
+        if self.elt == ir.DoubleType():
+            return x
+        ty = ir.DoubleType()
+        if isinstance(x.type, ir.VectorType):
+            ty = ir.VectorType(ty, self.lanes)
+        return self.b.fpext(x, ty)
+
+    def affine(self, s, mh, c):
+        """fma(s, mh, c) for a vector s of the data's type and float64 vectors
+        mh, c, formed in float64 and rounded once to the data's type (as the
+        scalar code does it: a float32 sum promoted to the float64 log_norm)."""
+        if self.elt == ir.DoubleType():
+            return self.fma(s, mh, c)
+        v64 = ir.VectorType(ir.DoubleType(), self.lanes)
+        fn = cgutils.get_or_insert_function(self.b.module, ir.FunctionType(v64, [v64] * 3),
+                                            f"llvm.fma.v{self.lanes}f64")
+        return self.b.fptrunc(self.b.call(fn, [self.wide(s), mh, c]), self.vec)
+
+    def splat64(self, x):
+        """A float64 scalar broadcast to a vector of float64 (as many lanes as
+        the data's vectors)."""
+        v64 = ir.VectorType(ir.DoubleType(), self.lanes)
+        undef = ir.Constant(v64, ir.Undefined)
+        return self.b.shuffle_vector(self.b.insert_element(undef, x, self.n(0)), undef,
+                                     self.zero_mask)
+
 
 def _c_arrays(dtype, *arrays):
     return all(isinstance(a, types.Array) and a.layout == "C" and a.dtype == dtype
@@ -110,34 +138,58 @@ def _c_arrays(dtype, *arrays):
 
 
 def _make_tile(scaled, C, V):
-    """An intrinsic tile(diff, nb, cen, prec, k, out) -> rows: for components
-    k .. k + C - 1 and the points 0 .. rows - 1 (rows: nb rounded down to a
-    multiple of V vectors), out[k + c, r] = sum over i = 0 .. d - 1 of
-    fma(t_i, t_i, sum) from 0, with t_i = diff[i, r] - cen[k + c, i]
-    (spherical) or fma(diff[i, r], prec[k + c, i], -cen[k + c, i]) (diagonal,
-    ``scaled``); ``prec`` is read only when ``scaled``."""
+    """An intrinsic tile(diff, nb, cen, prec, k, log_norm, dist, lp) -> rows:
+    for components k .. k + C - 1 and the points 0 .. rows - 1 (rows: nb
+    rounded down to a multiple of V vectors), the squared distance s = the
+    sum over i = 0 .. d - 1 of fma(t_i, t_i, s) from 0, with
+
+    - spherical: t_i = diff[i, r] - cen[k + c, i]; dist[k + c, r] = s and
+      lp[k + c, r] = fma(s, -h, log_norm[k + c]), h = 0.5 p^2, p =
+      prec[k + c, 0];
+    - diagonal (``scaled``): t_i = fma(diff[i, r], prec[k + c, i],
+      -cen[k + c, i]); lp[k + c, r] = fma(s, -0.5, log_norm[k + c]) (dist is
+      not written).
+
+    The last multiply-add is formed in float64 (log_norm is float64) and
+    rounded once to the data's type."""
 
     @intrinsic
-    def tile(typingctx, diff, nb, cen, prec, k, out):
+    def tile(typingctx, diff, nb, cen, prec, k, log_norm, dist, lp):
         if not (isinstance(diff, types.Array) and diff.dtype in (types.float32, types.float64)
-                and _c_arrays(diff.dtype, diff, cen, prec, out)
-                and diff.ndim == cen.ndim == prec.ndim == out.ndim == 2
+                and _c_arrays(diff.dtype, diff, cen, prec, dist, lp)
+                and diff.ndim == cen.ndim == prec.ndim == dist.ndim == lp.ndim == 2
+                and isinstance(log_norm, types.Array) and log_norm.ndim == 1
+                and log_norm.dtype in (types.float32, types.float64)
                 and isinstance(nb, types.Integer) and isinstance(k, types.Integer)):
             return None
-        sig = types.intp(diff, types.intp, cen, prec, types.intp, out)
+        sig = types.intp(diff, types.intp, cen, prec, types.intp, log_norm, dist, lp)
 
         def codegen(context, builder, signature, args):
-            a_diff, a_nb, a_cen, a_prec, a_k, a_out = args
+            a_diff, a_nb, a_cen, a_prec, a_k, a_ln, a_dist, a_lp = args
             g = _Gen(context, builder, signature.args[0].dtype)
             n = g.n
             step = V * g.lanes
             x_base, (x_stride, _), _ = g.array(signature.args[0], a_diff)
             c_base, (c_stride, _), (_, d) = g.array(signature.args[2], a_cen)
             p_base, (p_stride, _), _ = g.array(signature.args[3], a_prec)
-            o_base, (o_stride, _), _ = g.array(signature.args[5], a_out)
+            d_base, (d_stride, _), _ = g.array(signature.args[6], a_dist)
+            l_base, (l_stride, _), _ = g.array(signature.args[7], a_lp)
             rows = builder.sub(a_nb, builder.srem(a_nb, n(step)))
             c_base = g.at(c_base, builder.mul(a_k, c_stride))
             p_base = g.at(p_base, builder.mul(a_k, p_stride))
+            # per component, as float64: log_norm, and -h
+            cks, mhs = [], []
+            for c in range(C):
+                cks.append(g.splat64(_log_norm_at(g, signature.args[5], a_ln,
+                                                  builder.add(a_k, n(c)))))
+                if scaled:
+                    mhs.append(g.splat64(ir.DoubleType()(-0.5)))
+                else:
+                    ptr = builder.bitcast(g.at(p_base, builder.mul(n(c), p_stride)),
+                                          g.elt.as_pointer())
+                    p = builder.load(ptr)
+                    h = g.wide(builder.fmul(p, p))
+                    mhs.append(g.splat64(builder.fmul(h, ir.DoubleType()(-0.5))))
             accs = [g.accumulators(V) for _ in range(C)]
             with cgutils.for_range_slice(builder, n(0), rows, n(step), g.intp) as (r, _):
                 col = builder.mul(r, n(g.size))
@@ -159,10 +211,15 @@ def _make_tile(scaled, C, V):
                             acc = accs[c][v]
                             builder.store(g.fma(t, t, builder.load(acc)), acc)
                 for c in range(C):
-                    orow = g.at(o_base, builder.mul(builder.add(a_k, n(c)), o_stride), col)
+                    kc = builder.add(a_k, n(c))
+                    lrow = g.at(l_base, builder.mul(kc, l_stride), col)
+                    drow = g.at(d_base, builder.mul(kc, d_stride), col)
                     for v in range(V):
-                        g.store_vec(builder.load(accs[c][v]),
-                                    g.at(orow, n(v * g.lanes * g.size)))
+                        s = builder.load(accs[c][v])
+                        off = n(v * g.lanes * g.size)
+                        if not scaled:
+                            g.store_vec(s, g.at(drow, off))
+                        g.store_vec(g.affine(s, mhs[c], cks[c]), g.at(lrow, off))
             return rows
 
         return sig, codegen
@@ -170,21 +227,43 @@ def _make_tile(scaled, C, V):
     return tile
 
 
+def _log_norm_at(g, ty, val, k):
+    """log_norm[k] (an array of ``ty``) as float64."""
+    base, _, _ = g.array(ty, val)
+    elt = g.context.get_data_type(ty.dtype)
+    size = g.n(g.context.get_abi_sizeof(elt))
+    x = g.b.load(g.b.bitcast(g.at(base, g.b.mul(k, size)), elt.as_pointer()))
+    if elt != ir.DoubleType():
+        x = g.b.fpext(x, ir.DoubleType())
+    return x
+
+
 @njit(cache=HELPER_CACHE, fastmath=FASTMATH, error_model="numpy")
-def _distances_rows(diff, lo, nb, k, cen, prec, out, scaled):
-    """out[k, lo:nb] as the tiles of :func:`_make_tile` compute it (the same
-    operations in the same order), for the points and components they
-    leave."""
+def _distances_rows(diff, lo, nb, k, cen, prec, log_norm, dist, lp, scaled):
+    """dist[k, lo:nb] (spherical) and lp[k, lo:nb] as the tiles of
+    :func:`_make_tile` compute them (the same operations in the same order),
+    for the points and components they leave."""
     d = cen.shape[1]
+    if scaled:
+        mh = -0.5
+    else:
+        p = prec[k, 0]
+        mh = -0.5 * np.float64(p * p)
+    c = np.float64(log_norm[k])
     for r in range(lo, nb):
-        out[k, r] = 0.0
+        lp[k, r] = 0.0
     for i in range(d):
-        c = cen[k, i]
-        p = prec[k, i]
+        m = cen[k, i]
+        q = prec[k, i]
         for r in range(lo, nb):
             x = diff[i, r]
-            t = _fma(x, p, -c) if scaled else x - c
-            out[k, r] = _fma(t, t, out[k, r])
+            t = _fma(x, q, -m) if scaled else x - m
+            lp[k, r] = _fma(t, t, lp[k, r])
+    for r in range(lo, nb):
+        s = lp[k, r]
+        if not scaled:
+            dist[k, r] = s
+        lp[k, r] = _fma(np.float64(s), mh, c)
 
 
 def _make_tri_tile(V):
@@ -192,8 +271,8 @@ def _make_tri_tile(V):
     points 0 .. rows - 1 (nb rounded down to a multiple of V vectors),
     lp[k, r] = fma(maha, -0.5, log_norm[k]), where maha = fma(y_j, y_j, maha)
     over j = 0 .. d - 1 from 0 and y_j = fma(diff[i, r], P[k, i, j], y_j) over
-    i = 0 .. j from -proj[k, j] (P upper triangular); log_norm[k] is rounded
-    to the data's type first.
+    i = 0 .. j from -proj[k, j] (P upper triangular); the last multiply-add
+    is formed in float64 (log_norm is float64) and rounded once.
 
     Columns go four at a time (4 x V sums in registers; P[k, i, j..j + 3] is
     one broadcast each), over the rows i <= j + 3: below the diagonal P is
@@ -220,20 +299,13 @@ def _make_tri_tile(V):
             x_base, (x_stride, _), _ = g.array(signature.args[0], a_diff)
             j_base, (j_stride, _), (_, d) = g.array(signature.args[2], a_proj)
             P_base, (Pk_stride, Pi_stride, _), _ = g.array(signature.args[3], a_P)
-            ln_base, _, _ = g.array(signature.args[5], a_ln)
             lp_base, (lp_stride, _), _ = g.array(signature.args[6], a_lp)
             rows = builder.sub(a_nb, builder.srem(a_nb, n(step)))
             j_base = g.at(j_base, builder.mul(a_k, j_stride))
             P_base = g.at(P_base, builder.mul(a_k, Pk_stride))
-            # log_norm (float64 for every data type) rounded to the data's type
-            ln_elt = context.get_data_type(signature.args[5].dtype)
-            ln_size = n(context.get_abi_sizeof(ln_elt))
-            ln = builder.load(builder.bitcast(g.at(ln_base, builder.mul(a_k, ln_size)),
-                                              ln_elt.as_pointer()))
-            if ln_elt != g.elt:
-                ln = builder.fptrunc(ln, g.elt)
-            lnv = g.splat_value(ln)
-            half = g.splat_value(g.elt(-0.5))
+            # the last multiply-add in float64 (log_norm is float64)
+            lnv = g.splat64(_log_norm_at(g, signature.args[5], a_ln, a_k))
+            half = g.splat64(ir.DoubleType()(-0.5))
             d4 = builder.sub(d, builder.srem(d, n(4)))
             maha = g.accumulators(V)
             ys = [g.accumulators(V) for _ in range(4)]
@@ -270,7 +342,7 @@ def _make_tri_tile(V):
                     columns(r_off, j, 1)
                 out = g.at(lp_base, builder.mul(a_k, lp_stride), r_off)
                 for v in range(V):
-                    g.store_vec(g.fma(builder.load(maha[v]), half, lnv),
+                    g.store_vec(g.affine(builder.load(maha[v]), half, lnv),
                                 g.at(out, n(v * g.lanes * g.size)))
             return rows
 
@@ -284,19 +356,15 @@ def _tri_rows(diff, lo, nb, k, proj, P, log_norm, lp):
     """lp[k, lo:nb] as the tiles of :func:`_make_tri_tile` compute it (the
     same operations in the same order), for the points they leave."""
     d = proj.shape[1]
-    consts = np.empty(3, dtype=lp.dtype)  # in lp's type: 0, -0.5, log_norm[k]
-    consts[0] = 0.0
-    consts[1] = -0.5
-    consts[2] = log_norm[k]
-    c = consts[2]
+    c = np.float64(log_norm[k])
     for r in range(lo, nb):
-        maha = consts[0]
+        maha = diff[0, r] - diff[0, r]  # a zero of the data's type (diff is finite)
         for j in range(d):
             y = -proj[k, j]
             for i in range(j + 1):
                 y = _fma(diff[i, r], P[k, i, j], y)
             maha = _fma(y, y, maha)
-        lp[k, r] = _fma(maha, consts[1], c)
+        lp[k, r] = _fma(np.float64(maha), -0.5, c)
 
 
 _tri_tile = _make_tri_tile(2)
