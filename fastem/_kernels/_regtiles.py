@@ -56,11 +56,6 @@ class _Gen:
         self.intp = context.get_value_type(types.intp)
         self.i8p = ir.IntType(8).as_pointer()
         self.context = context
-        suffix = "f64" if dtype == types.float64 else "f32"
-        self.fma_fn = cgutils.get_or_insert_function(
-            builder.module, ir.FunctionType(self.vec, [self.vec] * 3),
-            f"llvm.fma.v{self.lanes}{suffix}")
-        self.undef = ir.Constant(self.vec, ir.Undefined)
         self.zero = ir.Constant(self.vec, [self.elt(0.0)] * self.lanes)
         self.zero_mask = ir.Constant(ir.VectorType(ir.IntType(32), self.lanes),
                                      [0] * self.lanes)
@@ -69,7 +64,7 @@ class _Gen:
         return self.intp(v)
 
     def array(self, ty, val):
-        """(byte pointer to element 0, byte strides...) of an array."""
+        """(byte pointer to element 0, byte strides, shape) of an array."""
         a = self.context.make_array(ty)(self.context, self.b, val)
         strides = [self.b.extract_value(a.strides, i) for i in range(ty.ndim)]
         shape = [self.b.extract_value(a.shape, i) for i in range(ty.ndim)]
@@ -94,11 +89,18 @@ class _Gen:
         return self.splat_value(s)
 
     def splat_value(self, s):
-        return self.b.shuffle_vector(self.b.insert_element(self.undef, s, self.n(0)),
-                                     self.undef, self.zero_mask)
+        """A scalar (of the data's type or float64) broadcast to a vector of
+        as many lanes as the data's vectors."""
+        undef = ir.Constant(ir.VectorType(s.type, self.lanes), ir.Undefined)
+        return self.b.shuffle_vector(self.b.insert_element(undef, s, self.n(0)), undef,
+                                     self.zero_mask)
 
     def fma(self, a, b, c):
-        return self.b.call(self.fma_fn, [a, b, c])
+        """llvm.fma on vectors of a's type."""
+        suffix = "f64" if a.type.element == ir.DoubleType() else "f32"
+        fn = cgutils.get_or_insert_function(self.b.module, ir.FunctionType(a.type, [a.type] * 3),
+                                            f"llvm.fma.v{self.lanes}{suffix}")
+        return self.b.call(fn, [a, b, c])
 
     def accumulators(self, count):
         return [cgutils.alloca_once(self.b, self.vec) for _ in range(count)]
@@ -118,18 +120,7 @@ class _Gen:
         scalar code does it: a float32 sum promoted to the float64 log_norm)."""
         if self.elt == ir.DoubleType():
             return self.fma(s, mh, c)
-        v64 = ir.VectorType(ir.DoubleType(), self.lanes)
-        fn = cgutils.get_or_insert_function(self.b.module, ir.FunctionType(v64, [v64] * 3),
-                                            f"llvm.fma.v{self.lanes}f64")
-        return self.b.fptrunc(self.b.call(fn, [self.wide(s), mh, c]), self.vec)
-
-    def splat64(self, x):
-        """A float64 scalar broadcast to a vector of float64 (as many lanes as
-        the data's vectors)."""
-        v64 = ir.VectorType(ir.DoubleType(), self.lanes)
-        undef = ir.Constant(v64, ir.Undefined)
-        return self.b.shuffle_vector(self.b.insert_element(undef, x, self.n(0)), undef,
-                                     self.zero_mask)
+        return self.b.fptrunc(self.fma(self.wide(s), mh, c), self.vec)
 
 
 def _c_arrays(dtype, *arrays):
@@ -180,16 +171,16 @@ def _make_tile(scaled, C, V):
             # per component, as float64: log_norm, and -h
             cks, mhs = [], []
             for c in range(C):
-                cks.append(g.splat64(_log_norm_at(g, signature.args[5], a_ln,
+                cks.append(g.splat_value(_log_norm_at(g, signature.args[5], a_ln,
                                                   builder.add(a_k, n(c)))))
                 if scaled:
-                    mhs.append(g.splat64(ir.DoubleType()(-0.5)))
+                    mhs.append(g.splat_value(ir.DoubleType()(-0.5)))
                 else:
                     ptr = builder.bitcast(g.at(p_base, builder.mul(n(c), p_stride)),
                                           g.elt.as_pointer())
                     p = builder.load(ptr)
                     h = g.wide(builder.fmul(p, p))
-                    mhs.append(g.splat64(builder.fmul(h, ir.DoubleType()(-0.5))))
+                    mhs.append(g.splat_value(builder.fmul(h, ir.DoubleType()(-0.5))))
             accs = [g.accumulators(V) for _ in range(C)]
             with cgutils.for_range_slice(builder, n(0), rows, n(step), g.intp) as (r, _):
                 col = builder.mul(r, n(g.size))
@@ -304,8 +295,8 @@ def _make_tri_tile(V):
             j_base = g.at(j_base, builder.mul(a_k, j_stride))
             P_base = g.at(P_base, builder.mul(a_k, Pk_stride))
             # the last multiply-add in float64 (log_norm is float64)
-            lnv = g.splat64(_log_norm_at(g, signature.args[5], a_ln, a_k))
-            half = g.splat64(ir.DoubleType()(-0.5))
+            lnv = g.splat_value(_log_norm_at(g, signature.args[5], a_ln, a_k))
+            half = g.splat_value(ir.DoubleType()(-0.5))
             d4 = builder.sub(d, builder.srem(d, n(4)))
             maha = g.accumulators(V)
             ys = [g.accumulators(V) for _ in range(4)]
