@@ -1,6 +1,7 @@
 """The triangular products of the full type's log densities
-(:func:`._blocks._logprob_block_full` for d > 2): register tiles and loops
-per instruction set, compiled as separate variants by a factory.
+(:func:`._blocks._logprob_block_full` for d > 2) as loops over the points,
+for AVX-512 code (two- and four-column variants, compiled apart by a
+factory); AVX2 code uses the register tiles of :mod:`._regtiles`.
 """
 
 from numba import njit
